@@ -1,0 +1,11 @@
+"""Shared fixtures. Real services (moto S3, MLflow server, Ray head) are started once per session on 127.0.0.1."""
+import os
+
+# Ray 2.60 warns about token authentication; tests run a local dev cluster.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+pytest_plugins = [
+    "tests.fixtures.s3",
+    "tests.fixtures.mlflow_server",
+    "tests.fixtures.ray_head",
+]

@@ -12,7 +12,9 @@ T = TypeVar("T")
 
 
 class UnknownComponentError(KeyError):
-    """Raised when a config names a component nobody registered."""
+    """Raised when a config names a component nobody registered. `kind` is the registry's name (a spec path)."""
+
+    kind: str = ""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
@@ -38,9 +40,9 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})"
-            ) from None
+            error = UnknownComponentError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})")
+            error.kind = self.kind
+            raise error from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

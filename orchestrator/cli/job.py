@@ -1,0 +1,91 @@
+"""Job commands: validate, run (with --dry-run), resume, register, schema."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from orchestrator.errors import SpecError
+from orchestrator.spec import JobSpec, load_job
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="job YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set search.num_samples=8 (repeatable)")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    job = load_job(args.job, args.overrides)
+    print(f"{args.job}: ok (job {job.spec.name})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(JobSpec.model_json_schema(), indent=2))
+    return 0
+
+
+def print_plan(job, out=sys.stdout) -> None:
+    from orchestrator.storage import storage_root
+    from orchestrator.search import SearchPlan
+    from orchestrator.tracking import resolve_tracking_uri
+
+    plan = SearchPlan.from_spec(job.spec)
+    described = plan.describe()
+    described.update({
+        "data": job.spec.data.uri,
+        "family": job.spec.model.family,
+        "steps_per_trial": job.spec.train.steps,
+        "results": storage_root(job.spec),
+        "tracking_uri": resolve_tracking_uri(job.spec.registry.tracking_uri),
+        "registered_model": (f"{job.spec.model_name}@{job.spec.registry.alias}" if job.spec.registry.enabled else "(registry disabled)"),
+        "ray": job.spec.cluster.address or "embedded (local)",
+    })
+    width = max(len(k) for k in described)
+    for key, value in described.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        print(f"{key:<{width}}  {shown}", file=out)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    job = load_job(args.job, args.overrides)
+    if args.dry_run:
+        print_plan(job)
+        return 0
+    from orchestrator.runner import run_job
+
+    run_job(job)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.runner import run_job
+    from orchestrator.storage import latest_run_path
+
+    job = load_job(args.job, args.overrides)
+    path = args.path or latest_run_path(job.spec)
+    if not path:
+        raise SpecError(f"{args.job}: no earlier run found under its storage; start one with `ganforge run`")
+    print(f"ganforge: resuming {path}")
+    run_job(job, resume_path=path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a job YAML (exit 0 valid, 2 invalid)")
+    _add_job_args(p)
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("run", help="run a job's search and register the best generator")
+    _add_job_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan without starting Ray")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("resume", help="finish a job whose driver died, without re-running finished trials")
+    _add_job_args(p)
+    p.add_argument("--path", help="results path of the run to resume (default: the job's latest run)")
+    p.set_defaults(handler=cmd_resume)
+
+    p = sub.add_parser("schema", help="print the job spec's JSON Schema")
+    p.set_defaults(handler=cmd_schema)

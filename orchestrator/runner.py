@@ -1,0 +1,201 @@
+"""Run a job: start or join Ray, run the Tune search, rank trials, register the champion in MLflow.
+
+Every run keeps a small record (`ganforge-run.json`) beside Tune's own state in storage, so `ganforge resume` can
+finish an experiment whose driver died and `ganforge register` can register from stored checkpoints later.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+from orchestrator import __version__
+from orchestrator.errors import ClusterError, DataSourceError, JobFailedError, RegistryError
+from orchestrator.results import TrialOutcome, format_table, rank
+from orchestrator.search import SearchPlan
+from orchestrator.spec import LoadedJob
+from orchestrator.storage import LATEST, RUN_RECORD, read_text, storage_root, write_text
+from orchestrator.trial import TrackingTarget, TrialContext, run_trial
+
+
+
+@dataclass
+class JobOutcome:
+    run_path: str
+    ranking: list[TrialOutcome]
+    registered: Any = None  # orchestrator.registry.RegisteredVersion
+
+
+# ---------------------------------------------------------------- ray
+def init_ray(address: Optional[str]) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or address
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+        else:
+            # "local" always starts a fresh embedded cluster, never a stray one found on the machine.
+            ray.init(address="local", include_dashboard=False, logging_level="WARNING",
+                     runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}})
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------- the run
+def prepare_data(job: LoadedJob, cache_dir: Optional[str]):
+    """Open (and for built-ins, materialise) the data set once in the driver: a bad URI fails before Ray starts."""
+    from trainers.data import DataError, open_dataset
+
+    try:
+        return open_dataset(job.spec.data.uri, cache_dir=cache_dir).info
+    except DataError as exc:
+        raise DataSourceError(f"data.uri: {exc}") from None
+
+
+def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO = sys.stdout,
+            cache_dir: Optional[str] = None) -> JobOutcome:
+    from ray import tune
+
+    from orchestrator.progress import TrialTable
+    from orchestrator.tracking import JobTracker, resolve_tracking_uri
+
+    spec = job.spec
+    plan = SearchPlan.from_spec(spec)
+    info = prepare_data(job, cache_dir)
+    root = storage_root(spec)
+    record: dict[str, Any] = json.loads(read_text(f"{resume_path}/{RUN_RECORD}") or "{}") if resume_path else {}
+    run_name = record.get("run_name") or time.strftime("run-%Y%m%d-%H%M%S")
+    run_path = f"{root}/{run_name}"
+
+    tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(spec.registry.tracking_uri)
+    tracker = JobTracker(tracking_uri, spec.experiment)
+    try:
+        parent_run_id = tracker.start(spec.name, job.text, job.redacted(),
+                                      tags={"ganforge.run_path": run_path, "ganforge.version": __version__},
+                                      run_id=record.get("parent_run_id"))
+    except Exception as exc:
+        raise RegistryError(f"MLflow at {tracking_uri} is not usable: {str(exc).splitlines()[0]}") from None
+    record = {"run_name": run_name, "run_path": run_path, "tracking_uri": tracking_uri,
+              "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode, "job_yaml": job.text,
+              "overrides": job.overrides}
+    write_text(f"{run_path}/{RUN_RECORD}", json.dumps(record, indent=2))
+    write_text(f"{root}/{LATEST}", run_name)
+    print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
+          f"results in {run_path}", file=stream, flush=True)
+
+    init_ray(spec.cluster.address)
+    ctx = TrialContext(
+        base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
+        metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
+        tracking=TrackingTarget(tracking_uri, spec.experiment, parent_run_id),
+    )
+    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), plan.resources())
+    table = TrialTable(plan.metric, plan.mode, plan.total_trials, stream=stream)
+    if resume_path and tune.Tuner.can_restore(run_path):
+        tuner = tune.Tuner.restore(run_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space(),
+            tune_config=plan.tune_config(),
+            run_config=tune.RunConfig(
+                name=run_name,
+                storage_path=root,
+                failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=spec.storage.checkpoints_to_keep,
+                    checkpoint_score_attribute=plan.metric,
+                    checkpoint_score_order=plan.mode,
+                ),
+                callbacks=[table],
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
+    outcome = JobOutcome(run_path=run_path, ranking=ranking)
+    floor = _floor(ranking, plan.metric)
+    print("\n" + format_table(ranking, plan.metric, floor), file=stream, flush=True)
+    tracker.log_summary([o.row(plan.metric) for o in ranking], _summary_metrics(ranking, plan.metric))
+
+    champion = next((o for o in ranking if o.value is not None), None)
+    if champion is None:
+        tracker.end("FAILED")
+        raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
+    if spec.registry.enabled:
+        try:
+            outcome.registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path)
+        except Exception as exc:
+            tracker.end("FAILED")
+            raise RegistryError(f"registration failed: {str(exc).splitlines()[0]}; run "
+                                f"`ganforge register {job.path or 'JOB.yaml'}` once MLflow is reachable") from None
+        r = outcome.registered
+        verdict = f"alias @{r.alias} moved to it" if r.promoted else f"kept as challenger; @{r.alias} stays"
+        print(f"ganforge: registered {r.name} version {r.version} ({plan.metric}={champion.value:.4g}); {verdict}",
+              file=stream, flush=True)
+    tracker.end("FINISHED")
+    return outcome
+
+
+def _floor(ranking: list[TrialOutcome], metric: str) -> Optional[float]:
+    for o in ranking:
+        value = (o.result.metrics or {}).get(f"{metric}_floor")
+        if value is not None:
+            return value
+    return None
+
+
+def _summary_metrics(ranking: list[TrialOutcome], metric: str) -> dict[str, float]:
+    scored = [o.value for o in ranking if o.value is not None]
+    out = {f"trials_{s}": float(sum(o.status == s for o in ranking)) for s in ("done", "stopped", "diverged", "error")}
+    if scored:
+        out[f"best_{metric}"] = scored[0]
+    return out
+
+
+def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, ranking: list[TrialOutcome],
+                     info, tracking_uri: str, run_path: str):
+    from orchestrator.registry import Candidate, register_champion
+
+    checkpoint = champion.result.get_best_checkpoint(plan.metric, plan.mode)
+    with tempfile.TemporaryDirectory(prefix="ganforge-champion-") as tmp:
+        local = Path(checkpoint.to_directory(tmp))
+        metrics = next((m for c, m in champion.result.best_checkpoints if c == checkpoint), {})
+        lineage = {
+            "job": job.spec.name,
+            "run_path": run_path,
+            "trial_id": champion.trial_id,
+            "trial_config": {k: v for k, v in champion.params.items()},
+            "resolved_spec": job.redacted(),
+            "top_k": [o.row(plan.metric) for o in ranking[:5]],
+            "metric": plan.metric,
+            "mode": plan.mode,
+            "value": champion.value,
+            "floor": metrics.get(f"{plan.metric}_floor"),
+            "data_uri": job.spec.data.uri,
+            "data_checksum": info.checksum,
+            "ganforge_version": __version__,
+            "git_commit": _git_commit(),
+        }
+        candidate = Candidate(trial_id=champion.trial_id, run_id=None, metric=plan.metric, value=champion.value,
+                              mode=plan.mode, params=champion.params, checkpoint_dir=local)
+        return register_champion(tracking_uri, job.spec.model_name, job.spec.registry.alias, candidate, job.text,
+                                 lineage, margin=job.spec.registry.margin)

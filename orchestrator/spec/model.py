@@ -1,0 +1,129 @@
+"""The job spec: `GANConfig` (data, model, train) plus the sections that say how to search, where to run and where
+results and the winning generator go. Every field has a default and a one-line description; `ganforge schema`
+prints this as JSON Schema and the README's YAML reference is generated from it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from trainers.config import GANConfig, Section
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+class Distribution(Section):
+    """One searched dimension. Exactly one of the fields is set."""
+
+    choice: Optional[list[Any]] = Field(None, description="Sample uniformly from these values.")
+    grid: Optional[list[Any]] = Field(None, description="Try every value (multiplies the trials by its length).")
+    uniform: Optional[tuple[float, float]] = Field(None, description="Uniform float in [low, high].")
+    loguniform: Optional[tuple[float, float]] = Field(None, description="Log-uniform float in [low, high], low > 0.")
+    randint: Optional[tuple[int, int]] = Field(None, description="Integer in [low, high) like Python's range.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Distribution":
+        set_fields = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        if len(set_fields) != 1:
+            raise ValueError(f"give exactly one of {', '.join(DISTRIBUTIONS)} (got {', '.join(set_fields) or 'none'})")
+        kind = set_fields[0]
+        value = getattr(self, kind)
+        if kind in ("choice", "grid") and not value:
+            raise ValueError(f"{kind} needs at least one value")
+        if kind in ("uniform", "loguniform", "randint") and not value[0] < value[1]:
+            raise ValueError(f"{kind} needs low < high, got {list(value)}")
+        if kind == "loguniform" and value[0] <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {value[0]}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    @property
+    def values(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class AshaConfig(Section):
+    grace_period: int = Field(1, ge=1, description="Evaluations every trial gets before ASHA may stop it.")
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA keeps the top 1/reduction_factor at each rung.")
+
+
+class SearchConfig(Section):
+    algorithm: Literal["random", "grid"] = Field("random", description="How configurations are proposed.")
+    scheduler: Literal["fifo", "asha"] = Field("asha", description="Trial scheduler: fifo runs all to the end, asha stops poor trials early.")
+    num_samples: int = Field(8, ge=1, description="Trials to run (each grid point is repeated this many times).")
+    metric: str = Field("auto", description="Metric the search optimises: auto = fid for images, reverse_kl for points.")
+    mode: Optional[Literal["min", "max"]] = Field(None, description="Whether lower or higher is better; null = the metric's natural direction.")
+    space: dict[str, Distribution] = Field(
+        default_factory=dict,
+        description="Searched fields: dotted spec path (e.g. train.lr_g) -> distribution. Join paths with ',' to search them together as tuples.",
+    )
+    max_concurrent: Optional[int] = Field(None, ge=1, description="Cap on trials running at once; null = as many as resources allow.")
+    asha: AshaConfig = Field(default_factory=AshaConfig, description="ASHA parameters (scheduler: asha).")
+
+    @field_validator("space")
+    @classmethod
+    def _no_search_of_search(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:
+        for key in space:
+            for path in key.split(","):
+                if path.strip().split(".")[0] not in ("data", "model", "train"):
+                    raise ValueError(f"{key!r}: only data.*, model.* and train.* fields can be searched")
+        return space
+
+
+class ResourcesConfig(Section):
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved for each trial (fractions allowed).")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs reserved for each trial (fractions pack trials onto one GPU).")
+    workers_per_trial: int = Field(1, ge=1, description="Training processes per trial; >1 runs DDP through a Ray TorchTrainer.")
+    max_failures: int = Field(1, ge=0, description="Times a failed trial is retried from its last checkpoint.")
+
+
+class StorageConfig(Section):
+    uri: Optional[str] = Field(None, description="Where results and checkpoints go (local path or s3://); null = ./ganforge-results/<name>.")
+    checkpoints_to_keep: int = Field(2, ge=1, description="Checkpoints kept per trial (the best by the metric and the latest).")
+
+
+class RegistryConfig(Section):
+    enabled: bool = Field(True, description="Register the best generator in the MLflow Model Registry.")
+    model_name: Optional[str] = Field(None, description="Registered model name; null = the job name.")
+    alias: str = Field("champion", description="Alias that moves to the new version only if it beats the current holder.")
+    margin: float = Field(0.0, ge=0, description="How much better (in metric units) a new version must be to take the alias.")
+    tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI; MLFLOW_TRACKING_URI wins; null = sqlite:///./mlflow.db.")
+    experiment: Optional[str] = Field(None, description="MLflow experiment; null = ganforge/<name>.")
+
+
+class ClusterConfig(Section):
+    address: Optional[str] = Field(None, description="Ray address to join (ray://, host:port or auto); RAY_ADDRESS wins; null = embedded Ray.")
+    dashboard: Optional[str] = Field(None, description="Ray dashboard URL used by `ganforge submit`; --address wins.")
+
+
+class JobSpec(GANConfig):
+    name: str = Field("ganforge-job", description="Job name: lowercase letters, digits and '-' (used in paths and MLflow names).")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="What to search and how.")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Resources per trial and retries.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Where results and checkpoints are kept.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow tracking and model registration.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Which Ray cluster runs the search.")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not SLUG.match(name):
+            raise ValueError(f"{name!r} is not a safe name: use 1-63 lowercase letters, digits and '-', starting with a letter or digit")
+        return name
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name or self.name
+
+    @property
+    def experiment(self) -> str:
+        return self.registry.experiment or f"ganforge/{self.name}"
+
+    def gan_config(self) -> GANConfig:
+        return GANConfig(data=self.data, model=self.model, train=self.train)

@@ -1,0 +1,43 @@
+"""Where a job's results live: a local folder or an object-store URI, read and written through pyarrow's filesystems."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import pyarrow.fs as pafs
+
+RUN_RECORD = "ganforge-run.json"  # beside Tune's state in every run folder
+LATEST = "LATEST"  # at the storage root: the name of the newest run
+
+
+def storage_root(spec) -> str:
+    uri = spec.storage.uri or os.path.join("ganforge-results", spec.name)
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri and not uri.startswith("file://"):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri.removeprefix("file://")
+
+
+def write_text(uri: str, text: str) -> None:
+    fs, path = _fs(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def read_text(uri: str) -> Optional[str]:
+    fs, path = _fs(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def latest_run_path(spec) -> Optional[str]:
+    root = storage_root(spec)
+    name = (read_text(f"{root}/{LATEST}") or "").strip()
+    return f"{root}/{name}" if name else None

@@ -1,0 +1,115 @@
+"""One Tune trial: train a GAN in-process, report scores and checkpoints, log to MLflow from the trial itself.
+
+Single-worker trials run the training loop directly inside this function trainable (no TorchTrainer: the GUIDE
+measured 37 s vs 7.5 s for trivial trials). Checkpoints carry everything a restore needs, so a retried or resumed
+trial continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from ray import tune
+
+from orchestrator.search import expand_trial_config
+from trainers.config import GANConfig
+from trainers.loop import GANTrainer, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+# What a diverged trial reports, so schedulers rank it last without the search crashing.
+SENTINEL = {"min": 1e9, "max": -1e9}
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    uri: str
+    experiment: str
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a job shares (sent once through `tune.with_parameters`)."""
+
+    base: dict[str, Any]  # the job's data/model/train sections
+    metric: str
+    mode: str
+    cpus_per_trial: float
+    cache_dir: Optional[str] = None
+    tracking: Optional[TrackingTarget] = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def config_for(self, sampled: dict[str, Any]) -> GANConfig:
+        data = {k: dict(v) for k, v in self.base.items()}
+        for path, value in expand_trial_config(sampled).items():
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        return GANConfig.model_validate(data)
+
+
+def _open_tracker(ctx: TrialContext, trial_id: str, params: dict[str, Any]):
+    if ctx.tracking is None:
+        return None
+    from orchestrator.tracking import TrialTracker
+
+    try:
+        return TrialTracker(ctx.tracking.uri, ctx.tracking.experiment, ctx.tracking.parent_run_id, trial_id, params)
+    except Exception as exc:  # tracking must never kill training; the driver reports missing runs
+        log.warning("MLflow tracking unavailable for %s: %s", trial_id, exc)
+        return None
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable."""
+    torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
+    trial_id = tune.get_context().get_trial_id() or "local"
+    cfg = ctx.config_for(config)
+    tracker = _open_tracker(ctx, trial_id, {k: v for k, v in config.items()})
+    trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric)
+    status = "FAILED"
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint:
+            with checkpoint.as_directory() as directory:
+                trainer.load_checkpoint(directory)  # re-applies this trial's own hyperparameters
+        while trainer.step < cfg.train.steps:
+            try:
+                stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
+            except TrainingDiverged as exc:
+                log.warning("trial %s: %s", trial_id, exc)
+                tune.report({ctx.metric: SENTINEL[ctx.mode], "diverged": 1.0, "step": float(exc.step)})
+                status = "KILLED"
+                return
+            metrics = {**stats, **trainer.evaluate(), "diverged": 0.0}
+            _report(trainer, metrics, tracker)
+        status = "FINISHED"
+    finally:
+        trainer.close()
+        if tracker is not None:
+            tracker.finish(status)
+
+
+def _report(trainer: GANTrainer, metrics: dict[str, float], tracker) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="ganforge-ckpt-"))
+    try:
+        trainer.save_checkpoint(directory)
+        if tracker is not None:
+            tracker.log_metrics(_finite(metrics), step=trainer.step)
+            tracker.log_artifact(directory / "grid.png", artifact_path=f"grids/step_{trainer.step:07d}")
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)  # Tune has copied it to storage

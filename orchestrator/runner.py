@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
@@ -70,12 +71,19 @@ def prepare_data(job: LoadedJob, cache_dir: Optional[str]):
         raise DataSourceError(f"data.uri: {exc}") from None
 
 
+def _quiet_tune() -> None:
+    """Our trial table replaces Tune's console output; keep the console to what a user acts on."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # legacy reporter, silent at verbose=0
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
 def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO = sys.stdout,
             cache_dir: Optional[str] = None) -> JobOutcome:
     from ray import tune
 
     from orchestrator.progress import TrialTable
-    from orchestrator.tracking import JobTracker, resolve_tracking_uri
+    from orchestrator.tracking import JobTracker, resolve_tracking_uri, safe_uri
 
     spec = job.spec
     plan = SearchPlan.from_spec(spec)
@@ -86,13 +94,22 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     run_path = f"{root}/{run_name}"
 
     tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(spec.registry.tracking_uri)
-    tracker = JobTracker(tracking_uri, spec.experiment)
-    try:
-        parent_run_id = tracker.start(spec.name, job.text, job.redacted(),
-                                      tags={"ganforge.run_path": run_path, "ganforge.version": __version__},
-                                      run_id=record.get("parent_run_id"))
-    except Exception as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} is not usable: {str(exc).splitlines()[0]}") from None
+
+    def open_tracking() -> tuple[JobTracker, str]:
+        tracker = JobTracker(tracking_uri, spec.experiment)
+        run_id = tracker.start(spec.name, job.text, job.redacted(), run_id=record.get("parent_run_id"),
+                               tags={"ganforge.run_path": run_path, "ganforge.version": __version__})
+        return tracker, run_id
+
+    # Opening MLflow (a new SQLite store migrates its schema) and starting Ray each take seconds: overlap them.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = pool.submit(open_tracking)
+        _quiet_tune()
+        init_ray(spec.cluster.address)
+        try:
+            tracker, parent_run_id = started.result()
+        except Exception as exc:
+            raise RegistryError(f"MLflow at {safe_uri(tracking_uri)} is not usable: {str(exc).splitlines()[0]}") from None
     record = {"run_name": run_name, "run_path": run_path, "tracking_uri": tracking_uri,
               "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode, "job_yaml": job.text,
               "overrides": job.overrides}
@@ -101,7 +118,6 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
           f"results in {run_path}", file=stream, flush=True)
 
-    init_ray(spec.cluster.address)
     ctx = TrialContext(
         base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
         metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
@@ -142,7 +158,8 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
         raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
     if spec.registry.enabled:
         try:
-            outcome.registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path)
+            outcome.registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path,
+                                                  run_id=tracker.trial_run_id(champion.trial_id))
         except Exception as exc:
             tracker.end("FAILED")
             raise RegistryError(f"registration failed: {str(exc).splitlines()[0]}; run "
@@ -172,7 +189,7 @@ def _summary_metrics(ranking: list[TrialOutcome], metric: str) -> dict[str, floa
 
 
 def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, ranking: list[TrialOutcome],
-                     info, tracking_uri: str, run_path: str):
+                     info, tracking_uri: str, run_path: str, run_id: Optional[str] = None):
     from orchestrator.registry import Candidate, register_champion
 
     checkpoint = champion.result.get_best_checkpoint(plan.metric, plan.mode)
@@ -195,7 +212,32 @@ def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, r
             "ganforge_version": __version__,
             "git_commit": _git_commit(),
         }
-        candidate = Candidate(trial_id=champion.trial_id, run_id=None, metric=plan.metric, value=champion.value,
+        candidate = Candidate(trial_id=champion.trial_id, run_id=run_id, metric=plan.metric, value=champion.value,
                               mode=plan.mode, params=champion.params, checkpoint_dir=local)
         return register_champion(tracking_uri, job.spec.model_name, job.spec.registry.alias, candidate, job.text,
                                  lineage, margin=job.spec.registry.margin)
+
+
+def register_from_storage(job: LoadedJob, run_path: str, stream: TextIO = sys.stdout):
+    """Register the best stored checkpoint of a finished run (after MLflow was down when the job ended)."""
+    from ray import tune
+
+    from orchestrator.tracking import resolve_tracking_uri
+
+    record = json.loads(read_text(f"{run_path}/{RUN_RECORD}") or "{}")
+    if not record:
+        raise JobFailedError(f"{run_path}: no ganforge run record ({RUN_RECORD}); is this a ganforge results path?")
+    plan = SearchPlan.from_spec(job.spec)
+    info = prepare_data(job, None)
+    _quiet_tune()
+    grid = tune.Tuner.restore(run_path, run_trial).get_results()
+    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
+    champion = next((o for o in ranking if o.value is not None), None)
+    if champion is None:
+        raise JobFailedError(f"{run_path}: no trial has a usable {plan.metric}; nothing to register")
+    tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(job.spec.registry.tracking_uri)
+    registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path)
+    verdict = f"alias @{registered.alias} moved to it" if registered.promoted else f"kept as challenger"
+    print(f"ganforge: registered {registered.name} version {registered.version} "
+          f"({plan.metric}={champion.value:.4g}) from {run_path}; {verdict}", file=stream)
+    return registered

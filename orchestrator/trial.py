@@ -75,6 +75,8 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable."""
+    for name in ("ray.train", "ray.tune"):  # per-checkpoint INFO lines would flood the driver's console
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)

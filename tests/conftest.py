@@ -9,3 +9,8 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.ray_head",
 ]
+
+# Tests train tiny networks: one thread each avoids oversubscribing the 2 cores when processes run side by side.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

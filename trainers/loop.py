@@ -28,6 +28,7 @@ from trainers.penalties import PENALTIES
 # Offsets that give each random stream its own seed, so evaluation never perturbs training randomness.
 _LATENT_SEED_OFFSET = 1
 _EVAL_SEED_OFFSET = 7919
+_REAL_EVAL_SEED = 20160519
 # How often the loop looks at its losses for NaN/Inf (a host sync on GPU, so not every step).
 _DIVERGENCE_CHECK_EVERY = 10
 
@@ -226,7 +227,9 @@ class GANTrainer:
             from trainers.metrics import build_evaluator
 
             n = self.cfg.train.eval_samples
-            real = self.dataset.real_samples(n, seed=self.cfg.train.seed + _EVAL_SEED_OFFSET)
+            # The same real set for every trial of a data set (a fixed seed, not the trial's), so scores and floors
+            # compare across trials; never more rows than exist, since duplicates would shrink its diversity.
+            real = self.dataset.real_samples(min(n, self.info.num_rows), seed=_REAL_EVAL_SEED)
             self._evaluator = build_evaluator(self.info, real, n, self.cache_dir, device=self.device)
         return self._evaluator
 

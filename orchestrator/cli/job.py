@@ -22,7 +22,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(JobSpec.model_json_schema(), indent=2))
+    if args.markdown:
+        from orchestrator.spec.reference import markdown
+
+        print(markdown())
+    else:
+        print(json.dumps(JobSpec.model_json_schema(), indent=2))
     return 0
 
 
@@ -72,6 +77,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    from orchestrator.runner import register_from_storage
+    from orchestrator.storage import latest_run_path
+
+    job = load_job(args.job, args.overrides)
+    path = args.path or latest_run_path(job.spec)
+    if not path:
+        raise SpecError(f"{args.job}: no stored run found; pass --path RESULTS_PATH")
+    register_from_storage(job, path)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a job YAML (exit 0 valid, 2 invalid)")
     _add_job_args(p)
@@ -87,5 +104,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--path", help="results path of the run to resume (default: the job's latest run)")
     p.set_defaults(handler=cmd_resume)
 
+    p = sub.add_parser("register", help="register the best stored checkpoint of a finished run (e.g. after an MLflow outage)")
+    _add_job_args(p)
+    p.add_argument("--path", help="results path of the run (default: the job's latest run)")
+    p.set_defaults(handler=cmd_register)
+
     p = sub.add_parser("schema", help="print the job spec's JSON Schema")
+    p.add_argument("--markdown", action="store_true", help="print the YAML reference table instead")
     p.set_defaults(handler=cmd_schema)

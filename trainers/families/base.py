@@ -39,7 +39,7 @@ class Family(Protocol):
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks: ...
 
 
-FAMILIES: Registry[Family] = Registry("model.family")
+FAMILIES: Registry[type[Family]] = Registry("model.family")
 # Generator classes by name, so an architecture record can rebuild one without unpickling anything.
 GENERATORS: Registry[type[Generator]] = Registry("generator class")
 
@@ -50,7 +50,7 @@ def build_generator(arch: dict[str, Any]) -> Generator:
 
 
 def build_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
-    family = FAMILIES.get(cfg.family)
+    family = FAMILIES.get(cfg.family)()
     if info.kind not in family.data_kinds:
         raise ValueError(
             f"model.family {cfg.family!r} trains on {'/'.join(sorted(family.data_kinds))} data, "

@@ -1,0 +1,169 @@
+"""Small feature networks trained on the data set itself: the offline stand-in for Inception in FID/KID.
+
+Inception weights cannot be downloaded here, and Inception features of 8x8 digits would mean little anyway. A labelled
+data set gets a small CNN classifier (features = its penultimate layer, and the classifier also scores class coverage);
+an unlabelled one gets an autoencoder (features = its code). Both train deterministically in seconds on CPU, without
+touching the caller's global RNG (the trainer's checkpoints record that RNG).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainers.metrics.threads import one_thread
+from trainers.registry import Registry
+
+NUM_FEATURES = 128
+TRAIN_STEPS = 400  # a fixed budget, whatever the data set size: 2-4 s on one core for 8x8 digits
+BATCH_SIZE = 128
+LEARNING_RATE = 2e-3
+TRAIN_SEED = 0
+SCALE_SAMPLES = 10_000  # real samples that set the feature scale
+
+FEATURE_NETS: Registry[type["FeatureNet"]] = Registry("feature network")
+
+
+def _trunk(channels: int, height: int, width: int) -> tuple[nn.Sequential, int]:
+    """Conv stack halving the resolution until it is at most 2x2; returns it and its flattened output size."""
+    layers: list[nn.Module] = [nn.Conv2d(channels, 32, 3, padding=1), nn.LeakyReLU(0.2)]
+    filters = 32
+    while max(height, width) > 2:
+        out = min(2 * filters, NUM_FEATURES)
+        layers += [nn.Conv2d(filters, out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        filters, height, width = out, math.ceil(height / 2), math.ceil(width / 2)
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers), filters * height * width
+
+
+class FeatureNet(nn.Module):
+    """Contract: `embed(x)` maps model-range images (N,C,H,W) to (N, num_features); `loss(x, y)` trains it.
+
+    Raw features are rescaled so real features have unit root-mean-square per dimension, the magnitude KID's
+    polynomial kernel (gamma = 1/d) assumes and one that keeps FID readable across data sets.
+    """
+
+    num_features: int = NUM_FEATURES
+    num_classes: int = 0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.kwargs = kwargs  # JSON constructor record: the cache rebuilds the net from it, no pickle
+        self.register_buffer("feature_scale", torch.ones(()))
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.raw_features(x) * self.feature_scale
+
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Class logits from `embed` features, for nets that classify; None otherwise."""
+        return None
+
+
+@FEATURE_NETS.register("classifier")
+class ClassifierNet(FeatureNet):
+    def __init__(self, channels: int, height: int, width: int, num_classes: int) -> None:
+        super().__init__(channels=channels, height=height, width=width, num_classes=num_classes)
+        trunk, flat = _trunk(channels, height, width)
+        self.encoder = nn.Sequential(trunk, nn.Linear(flat, NUM_FEATURES), nn.ReLU())
+        self.head = nn.Linear(NUM_FEATURES, num_classes)
+        self.num_classes = num_classes
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features / self.feature_scale)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return F.cross_entropy(self.head(self.encoder(x)), y)
+
+
+@FEATURE_NETS.register("autoencoder")
+class AutoencoderNet(FeatureNet):
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        super().__init__(channels=channels, height=height, width=width)
+        trunk, flat = _trunk(channels, height, width)
+        self.encoder = nn.Sequential(trunk, nn.Linear(flat, NUM_FEATURES))
+        self.decoder = nn.Sequential(
+            nn.Linear(NUM_FEATURES, 256), nn.LeakyReLU(0.2), nn.Linear(256, channels * height * width), nn.Tanh()
+        )
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return F.mse_loss(self.decoder(self.encoder(x)), x.flatten(1))
+
+
+def new_feature_net(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> FeatureNet:
+    """An untrained net of the right kind for these real samples: a classifier when labels exist."""
+    channels, height, width = x.shape[1:]
+    if y is not None and num_classes > 1:
+        return ClassifierNet(channels=channels, height=height, width=width, num_classes=num_classes)
+    return AutoencoderNet(channels=channels, height=height, width=width)
+
+
+def kind_of(net: FeatureNet) -> str:
+    return next(name for name in FEATURE_NETS if type(net) is FEATURE_NETS.get(name))
+
+
+def train_feature_net(net: FeatureNet, x: torch.Tensor, y: torch.Tensor | None) -> FeatureNet:
+    """Train `net` in place with a fixed recipe, seed and thread count: same inputs, same weights on one machine."""
+    with one_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TRAIN_SEED)
+        for module in net.modules():  # re-initialise under our seed: weights depend on nothing the caller did
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.reset_parameters()
+        order = torch.Generator().manual_seed(TRAIN_SEED)
+        opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=TRAIN_STEPS)
+        net.train()
+        with torch.enable_grad():
+            for _ in range(TRAIN_STEPS):
+                idx = torch.randint(len(x), (min(BATCH_SIZE, len(x)),), generator=order)
+                loss = net.loss(x[idx], None if y is None else y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+    net.eval().requires_grad_(False)
+    with one_thread(), torch.no_grad():
+        features = torch.cat([net.raw_features(chunk) for chunk in x[:SCALE_SAMPLES].split(1024)])
+        net.feature_scale.fill_(features.square().mean().clamp_min(1e-12).rsqrt().item())
+    return net
+
+
+class FeatureExtractor(nn.Module):
+    """What torchmetrics gets as `feature=`: images -> (N, num_features) float32.
+
+    FID and KID each run their feature module on the same chunk; the last chunk's features are remembered so each
+    chunk is embedded once. `num_features` spares torchmetrics a dummy forward pass at Inception's 299x299 size.
+    """
+
+    def __init__(self, net: FeatureNet) -> None:
+        super().__init__()
+        self.net = net
+        self.num_features = net.num_features
+        self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._last is not None and self._last[0] is x and self._last[1] == x._version:
+            return self._last[2]
+        features = self.net.embed(x)
+        self._last = (x, x._version, features)
+        return features
+
+    def forget(self) -> None:
+        self._last = None
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":
+        return super().train(False)  # never leaves eval mode, like torchmetrics' own Inception wrapper

@@ -18,7 +18,7 @@ from typing import Any, Optional, TextIO
 
 from orchestrator import __version__
 from orchestrator.errors import ClusterError, DataSourceError, JobFailedError, RegistryError
-from orchestrator.results import TrialOutcome, format_table, rank
+from orchestrator.results import TrialOutcome, champion as pick_champion, format_table, rank, rank_configurations
 from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
 from orchestrator.storage import LATEST, RUN_RECORD, read_text, storage_root, write_text
@@ -149,10 +149,12 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
     outcome = JobOutcome(run_path=run_path, ranking=ranking)
     floor = _floor(ranking, plan.metric)
-    print("\n" + format_table(ranking, plan.metric, floor), file=stream, flush=True)
-    tracker.log_summary([o.row(plan.metric) for o in ranking], _summary_metrics(ranking, plan.metric))
+    print("\n" + format_table(ranking, plan.metric, plan.mode, floor), file=stream, flush=True)
+    configurations = rank_configurations(ranking, plan.mode)
+    tracker.log_summary([o.row(plan.metric) for o in ranking] + [c.row(plan.metric) for c in configurations],
+                        _summary_metrics(ranking, plan.metric))
 
-    champion = next((o for o in ranking if o.value is not None), None)
+    champion = pick_champion(ranking, plan.mode)
     if champion is None:
         tracker.end("FAILED")
         raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
@@ -232,7 +234,7 @@ def register_from_storage(job: LoadedJob, run_path: str, stream: TextIO = sys.st
     _quiet_tune()
     grid = tune.Tuner.restore(run_path, run_trial).get_results()
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
-    champion = next((o for o in ranking if o.value is not None), None)
+    champion = pick_champion(ranking, plan.mode)
     if champion is None:
         raise JobFailedError(f"{run_path}: no trial has a usable {plan.metric}; nothing to register")
     tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(job.spec.registry.tracking_uri)

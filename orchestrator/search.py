@@ -5,12 +5,21 @@ trial's config is a flat {dotted path: value} mapping applied on top of the job'
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import Repeater, SearchAlgorithm, Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator.spec.model import Distribution, JobSpec
 from trainers.registry import Registry
@@ -40,6 +49,65 @@ def _asha(plan: "SearchPlan") -> TrialScheduler:
         grace_period=min(asha.grace_period, plan.evaluations_per_trial),
         reduction_factor=asha.reduction_factor,
     )
+
+
+@SCHEDULERS.register("median")
+def _median(plan: "SearchPlan") -> TrialScheduler:
+    median = plan.spec.search.median
+    return MedianStoppingRule(time_attr="training_iteration", grace_period=median.grace_period,
+                              min_samples_required=median.min_samples_required)
+
+
+@SCHEDULERS.register("pbt")
+def _pbt(plan: "SearchPlan") -> TrialScheduler:
+    pbt = plan.spec.search.pbt
+    space = plan.spec.search.space
+    mutations = {key: (list(d.values) if d.kind in ("choice", "grid") else DISTRIBUTIONS.get(d.kind)(d.values))
+                 for key, d in space.items()}
+    return PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=pbt.perturbation_interval,
+        hyperparam_mutations=mutations,
+        quantile_fraction=pbt.quantile_fraction,
+        resample_probability=pbt.resample_probability,
+        # Ray scales continuous values by 0.8/1.2 without looking at the declared range: clip back into it.
+        custom_explore_fn=lambda config: clip_to_space(config, space),
+        log_config=True,
+    )
+
+
+def clip_to_space(config: dict[str, Any], space: dict[str, Distribution]) -> dict[str, Any]:
+    for key, dist in space.items():
+        if key in config and dist.kind in ("uniform", "loguniform", "randint"):
+            low, high = dist.values
+            value = min(max(config[key], low), high if dist.kind != "randint" else high - 1)
+            config[key] = int(value) if dist.kind == "randint" else float(value)
+    return config
+
+
+ALGORITHMS: Registry[Callable[["SearchPlan"], "SearchAlgorithm | Searcher"]] = Registry("search.algorithm")
+
+
+@ALGORITHMS.register("random")
+@ALGORITHMS.register("grid")
+def _variants(plan: "SearchPlan") -> SearchAlgorithm:
+    # constant_grid_search: random values are drawn once per sample and held across grid points, so the seeds of
+    # one configuration (a grid over train.seed) share every other hyperparameter.
+    return BasicVariantGenerator(constant_grid_search=True, random_state=plan.spec.search.random_seed)
+
+
+@ALGORITHMS.register("optuna")
+def _optuna(plan: "SearchPlan") -> Searcher:
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError as exc:  # optuna is an extra: pip install 'ganforge[search]'
+        from orchestrator.errors import SpecError
+
+        raise SpecError(f"search.algorithm optuna needs the optuna package ({exc}); pip install 'ganforge[search]'")
+    searcher = OptunaSearch(seed=plan.spec.search.random_seed)
+    seeds = plan.spec.search.seeds
+    # Repeater runs each suggestion `seeds` times (config gets __trial_index__) and reports their mean to Optuna.
+    return Repeater(searcher, repeat=seeds, set_index=True) if seeds > 1 else searcher
 
 
 def natural_mode(metric: str) -> str:
@@ -86,7 +154,7 @@ class SearchPlan:
 
     @property
     def total_trials(self) -> int:
-        return self.spec.search.num_samples * self.grid_size
+        return self.spec.search.num_samples * self.grid_size * self.spec.search.seeds
 
     def _space_for_algorithm(self) -> dict[str, Distribution]:
         space = dict(self.spec.search.space)
@@ -101,7 +169,20 @@ class SearchPlan:
         return space
 
     def param_space(self) -> dict[str, Any]:
-        return {key: DISTRIBUTIONS.get(d.kind)(d.values) for key, d in self._space_for_algorithm().items()}
+        space = {}
+        for key, d in self._space_for_algorithm().items():
+            values = d.values
+            if self.spec.search.algorithm == "optuna" and "," in key:
+                values = [json.dumps(v) for v in values]  # Optuna's categoricals hold scalars, not tuples
+            space[key] = DISTRIBUTIONS.get(d.kind)(values)
+        seeds = self.spec.search.seeds
+        if seeds > 1 and self.spec.search.algorithm != "optuna":
+            base = self.spec.train.seed
+            space[SEED_KEY] = tune.grid_search([base + i for i in range(seeds)])
+        return space
+
+    def search_algorithm(self):
+        return ALGORITHMS.get(self.spec.search.algorithm)(self)
 
     def scheduler(self) -> TrialScheduler:
         return SCHEDULERS.get(self.spec.search.scheduler)(self)
@@ -115,7 +196,9 @@ class SearchPlan:
             metric=self.metric,
             mode=self.mode,
             scheduler=self.scheduler(),
-            num_samples=self.spec.search.num_samples,
+            search_alg=self.search_algorithm(),
+            # Optuna's Repeater counts each repeat as a sample; the variant generator multiplies by the seed grid.
+            num_samples=self.spec.search.num_samples * (self.spec.search.seeds if self.spec.search.algorithm == "optuna" else 1),
             max_concurrent_trials=self.spec.search.max_concurrent,
             # Reusing trial processes skips a worker start and `import torch` per trial (GUIDE: 4.6 s -> 1.1 s).
             reuse_actors=True,
@@ -130,6 +213,7 @@ class SearchPlan:
             "trials": self.total_trials,
             "algorithm": spec.search.algorithm,
             "scheduler": spec.search.scheduler,
+            "seeds_per_configuration": spec.search.seeds,
             "metric": f"{self.metric} ({self.mode})",
             "evaluations_per_trial": self.evaluations_per_trial,
             "resources_per_trial": {**self.resources(), "workers": spec.resources.workers_per_trial},
@@ -138,11 +222,20 @@ class SearchPlan:
         }
 
 
-def expand_trial_config(config: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+SEED_KEY = "train.seed"
+TRIAL_INDEX = "__trial_index__"  # set by Optuna's Repeater: which repeat (seed) of a suggestion this is
+
+
+def expand_trial_config(config: dict[str, Any], base_seed: int = 0) -> dict[tuple[str, ...], Any]:
     """Tune's sampled config -> {spec path: value}; 'a.b,c.d' keys hold tuples searched together."""
     out: dict[tuple[str, ...], Any] = {}
     for key, value in config.items():
+        if key == TRIAL_INDEX:
+            out[("train", "seed")] = base_seed + int(value)
+            continue
         paths = [tuple(p.strip().split(".")) for p in key.split(",")]
+        if len(paths) > 1 and isinstance(value, str):
+            value = json.loads(value)
         values = value if len(paths) > 1 else [value]
         out.update(zip(paths, values))
     return out

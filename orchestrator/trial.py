@@ -49,7 +49,7 @@ class TrialContext:
 
     def config_for(self, sampled: dict[str, Any]) -> GANConfig:
         data = {k: dict(v) for k, v in self.base.items()}
-        for path, value in expand_trial_config(sampled).items():
+        for path, value in expand_trial_config(sampled, base_seed=self.base["train"].get("seed", 0)).items():
             node = data
             for key in path[:-1]:
                 node = node.setdefault(key, {})

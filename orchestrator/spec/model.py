@@ -53,10 +53,28 @@ class AshaConfig(Section):
     reduction_factor: float = Field(3.0, gt=1, description="ASHA keeps the top 1/reduction_factor at each rung.")
 
 
+class MedianConfig(Section):
+    grace_period: int = Field(1, ge=1, description="Evaluations before the median rule may stop a trial.")
+    min_samples_required: int = Field(3, ge=1, description="Trials that must have reported before the rule applies.")
+
+
+class PBTConfig(Section):
+    perturbation_interval: int = Field(1, ge=1, description="Evaluations between exploit/explore steps.")
+    quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="Bottom fraction that copies from the top fraction.")
+    resample_probability: float = Field(0.25, ge=0, le=1, description="Chance a mutated value is resampled instead of scaled.")
+
+
+# Fields PBT may change mid-trial: they live in the optimizers and EMA, which a restore re-applies.
+PBT_MUTABLE = frozenset({"train.lr_g", "train.lr_d", "train.beta1", "train.beta2", "train.n_critic",
+                         "train.penalty_weight", "train.ema_decay"})
+
+
 class SearchConfig(Section):
-    algorithm: Literal["random", "grid"] = Field("random", description="How configurations are proposed.")
-    scheduler: Literal["fifo", "asha"] = Field("asha", description="Trial scheduler: fifo runs all to the end, asha stops poor trials early.")
-    num_samples: int = Field(8, ge=1, description="Trials to run (each grid point is repeated this many times).")
+    algorithm: Literal["random", "grid", "optuna"] = Field("random", description="How configurations are proposed: random, grid (every choice) or optuna (TPE).")
+    scheduler: Literal["fifo", "asha", "median", "pbt"] = Field("asha", description="Trial scheduler: fifo runs all to the end, asha/median stop poor trials early, pbt mutates and copies winners.")
+    num_samples: int = Field(8, ge=1, description="Configurations to try (each grid point is repeated this many times).")
+    seeds: int = Field(1, ge=1, description="Seeds per configuration; configurations rank by their median score, diverged seeds counting as worst.")
+    random_seed: int = Field(0, ge=0, description="Seed of the search itself (which configurations are sampled).")
     metric: str = Field("auto", description="Metric the search optimises: auto = fid for images, reverse_kl for points.")
     mode: Optional[Literal["min", "max"]] = Field(None, description="Whether lower or higher is better; null = the metric's natural direction.")
     space: dict[str, Distribution] = Field(
@@ -65,6 +83,8 @@ class SearchConfig(Section):
     )
     max_concurrent: Optional[int] = Field(None, ge=1, description="Cap on trials running at once; null = as many as resources allow.")
     asha: AshaConfig = Field(default_factory=AshaConfig, description="ASHA parameters (scheduler: asha).")
+    median: MedianConfig = Field(default_factory=MedianConfig, description="Median stopping rule parameters (scheduler: median).")
+    pbt: PBTConfig = Field(default_factory=PBTConfig, description="Population based training parameters (scheduler: pbt).")
 
     @field_validator("space")
     @classmethod
@@ -75,12 +95,24 @@ class SearchConfig(Section):
                     raise ValueError(f"{key!r}: only data.*, model.* and train.* fields can be searched")
         return space
 
+    @model_validator(mode="after")
+    def _pbt_mutates_only_optimizer_state(self) -> "SearchConfig":
+        if self.scheduler == "pbt":
+            fixed = [k for k in self.space for p in k.split(",") if p.strip() not in PBT_MUTABLE]
+            if fixed:
+                raise ValueError(f"scheduler pbt can only mutate {', '.join(sorted(PBT_MUTABLE))}; "
+                                 f"move {fixed[0]!r} out of search.space or use another scheduler")
+        if self.algorithm == "optuna" and any(d.kind == "grid" for d in self.space.values()):
+            raise ValueError("algorithm optuna samples its own values; use choice instead of grid")
+        return self
+
 
 class ResourcesConfig(Section):
     cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved for each trial (fractions allowed).")
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs reserved for each trial (fractions pack trials onto one GPU).")
     workers_per_trial: int = Field(1, ge=1, description="Training processes per trial; >1 runs DDP through a Ray TorchTrainer.")
-    max_failures: int = Field(1, ge=0, description="Times a failed trial is retried from its last checkpoint.")
+    max_failures: int = Field(1, ge=0, description="Times a failed trial (or one of its workers) is retried from its last checkpoint.")
+    allow_cpu_fallback: bool = Field(False, description="If the cluster has no GPUs, run GPU trials on CPU with a warning instead of failing.")
 
 
 class StorageConfig(Section):

@@ -118,12 +118,15 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
           f"results in {run_path}", file=stream, flush=True)
 
+    gpus = check_gpus(spec)
     ctx = TrialContext(
         base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
         metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
         tracking=TrackingTarget(tracking_uri, spec.experiment, parent_run_id),
+        workers_per_trial=spec.resources.workers_per_trial, gpus_per_trial=gpus,
+        max_failures=spec.resources.max_failures, train_storage=f"{run_path}/train",
     )
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), plan.resources())
+    trainable = make_trainable(plan, ctx)
     table = TrialTable(plan.metric, plan.mode, plan.total_trials, stream=stream)
     if resume_path and tune.Tuner.can_restore(run_path):
         tuner = tune.Tuner.restore(run_path, trainable, resume_unfinished=True, resume_errored=True)
@@ -131,7 +134,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
         tuner = tune.Tuner(
             trainable,
             param_space=plan.param_space(),
-            tune_config=plan.tune_config(),
+            tune_config=plan.tune_config(cluster_cpus=_cluster_cpus()),
             run_config=tune.RunConfig(
                 name=run_name,
                 storage_path=root,
@@ -148,6 +151,8 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     grid = tuner.fit()
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
     outcome = JobOutcome(run_path=run_path, ranking=ranking)
+    if spec.search.scheduler == "pbt":
+        _log_pbt_policy(tracker, run_path)
     floor = _floor(ranking, plan.metric)
     print("\n" + format_table(ranking, plan.metric, plan.mode, floor), file=stream, flush=True)
     configurations = rank_configurations(ranking, plan.mode)
@@ -172,6 +177,58 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
               file=stream, flush=True)
     tracker.end("FINISHED")
     return outcome
+
+
+def make_trainable(plan: SearchPlan, ctx: TrialContext):
+    from ray import tune
+
+    if plan.distributed:
+        from orchestrator.ddp_trial import run_ddp_trial as function
+    else:
+        function = run_trial
+    return tune.with_resources(tune.with_parameters(function, ctx=ctx), plan.resources())
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+def check_gpus(spec) -> float:
+    """GPUs per trial (or worker) to request: the spec's, unless the cluster has none."""
+    import ray
+
+    wanted = spec.resources.gpus_per_trial
+    if wanted <= 0:
+        return 0.0
+    available = float(ray.cluster_resources().get("GPU", 0.0))
+    if available > 0:
+        return wanted
+    if spec.resources.allow_cpu_fallback:
+        print(f"ganforge: warning: resources.gpus_per_trial={wanted:g} but the Ray cluster has no GPUs; "
+              "training on CPU (resources.allow_cpu_fallback)", file=sys.stderr)
+        return 0.0
+    raise ClusterError(f"resources.gpus_per_trial={wanted:g} but the Ray cluster has no GPUs; join a GPU cluster "
+                       "(cluster.address), set gpus_per_trial: 0, or allow_cpu_fallback: true")
+
+
+def _log_pbt_policy(tracker, run_path: str) -> None:
+    """Keep PBT's exploit log and its lineage drawing with the job's MLflow run."""
+    from orchestrator.pbt_lineage import collect_policy, draw_lineage
+
+    records = collect_policy(run_path)
+    if not records:
+        return
+    with tempfile.TemporaryDirectory(prefix="ganforge-pbt-") as tmp:
+        log_path = Path(tmp) / "pbt_policy.json"
+        log_path.write_text(json.dumps(records, indent=2, default=str))
+        draw_lineage(records, Path(tmp) / "pbt_lineage.png")
+        for path in (log_path, Path(tmp) / "pbt_lineage.png"):
+            try:
+                tracker.client.log_artifact(tracker.run_id, str(path), artifact_path="pbt")
+            except Exception as exc:  # the run still succeeded; say what is missing
+                print(f"ganforge: warning: could not log {path.name} to MLflow: {exc}", file=sys.stderr)
 
 
 def _floor(ranking: list[TrialOutcome], metric: str) -> Optional[float]:

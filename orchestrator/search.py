@@ -187,11 +187,28 @@ class SearchPlan:
     def scheduler(self) -> TrialScheduler:
         return SCHEDULERS.get(self.spec.search.scheduler)(self)
 
+    @property
+    def distributed(self) -> bool:
+        return self.spec.resources.workers_per_trial > 1
+
     def resources(self) -> dict[str, float]:
         r = self.spec.resources
+        if self.distributed:
+            # The Tune function only coordinates; its TorchTrainer reserves CPUs/GPUs for the workers itself.
+            # (Tune refuses an all-zero request, hence a sliver.)
+            return {"cpu": 0.01}
         return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
 
-    def tune_config(self) -> tune.TuneConfig:
+    def concurrency(self, cluster_cpus: float) -> int | None:
+        """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds."""
+        if self.spec.search.max_concurrent:
+            return self.spec.search.max_concurrent
+        if self.distributed:
+            r = self.spec.resources
+            return max(1, int(cluster_cpus // (r.workers_per_trial * r.cpus_per_trial)))
+        return None
+
+    def tune_config(self, cluster_cpus: float = 0.0) -> tune.TuneConfig:
         return tune.TuneConfig(
             metric=self.metric,
             mode=self.mode,
@@ -199,9 +216,10 @@ class SearchPlan:
             search_alg=self.search_algorithm(),
             # Optuna's Repeater counts each repeat as a sample; the variant generator multiplies by the seed grid.
             num_samples=self.spec.search.num_samples * (self.spec.search.seeds if self.spec.search.algorithm == "optuna" else 1),
-            max_concurrent_trials=self.spec.search.max_concurrent,
+            max_concurrent_trials=self.concurrency(cluster_cpus),
             # Reusing trial processes skips a worker start and `import torch` per trial (GUIDE: 4.6 s -> 1.1 s).
-            reuse_actors=True,
+            # Not for DDP trials: killing a stopped trial's process is what tears its worker group down.
+            reuse_actors=not self.distributed,
             trial_name_creator=lambda t: f"trial_{t.trial_id}",
             trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
         )

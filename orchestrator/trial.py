@@ -44,6 +44,10 @@ class TrialContext:
     mode: str
     cpus_per_trial: float
     cache_dir: Optional[str] = None
+    workers_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    max_failures: int = 0
+    train_storage: Optional[str] = None  # where multi-worker trials keep their Train runs
     tracking: Optional[TrackingTarget] = None
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -83,11 +87,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     tracker = _open_tracker(ctx, trial_id, {k: v for k, v in config.items()})
     trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric)
     status = "FAILED"
+    provenance: dict[str, float] = {"pid": float(os.getpid())}
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint:
             with checkpoint.as_directory() as directory:
                 trainer.load_checkpoint(directory)  # re-applies this trial's own hyperparameters
+            # What a retried, resumed or PBT-exploited trial started from, so it can be checked from outside.
+            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer))
         while trainer.step < cfg.train.steps:
             try:
                 stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
@@ -96,13 +103,29 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 tune.report({ctx.metric: SENTINEL[ctx.mode], "diverged": 1.0, "step": float(exc.step)})
                 status = "KILLED"
                 return
-            metrics = {**stats, **trainer.evaluate(), "diverged": 0.0}
+            metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance, "diverged": 0.0}
+            metrics["fingerprint"] = fingerprint(trainer)  # of the state this report checkpoints
             _report(trainer, metrics, tracker)
         status = "FINISHED"
     finally:
         trainer.close()
         if tracker is not None:
             tracker.finish(status)
+
+
+def applied_hparams(trainer: GANTrainer) -> dict[str, float]:
+    """The hyperparameters the optimizers actually hold (after a PBT exploit: the recipient's, not the donor's)."""
+    g, d = trainer.opt_g.param_groups[0], trainer.opt_d.param_groups[0]
+    applied = {"applied_lr_g": float(g["lr"]), "applied_lr_d": float(d["lr"])}
+    if "betas" in g:  # Adam-family optimizers; RMSprop (WGAN) has none
+        applied["applied_beta1"] = float(g["betas"][0])
+    return applied
+
+
+def fingerprint(trainer: GANTrainer) -> float:
+    """A cheap digest of the generator's weights: equal digests across trials mean a copied state."""
+    with torch.no_grad():
+        return float(sum(p.double().sum() * (i + 1) for i, p in enumerate(trainer.G.parameters())))
 
 
 def _report(trainer: GANTrainer, metrics: dict[str, float], tracker) -> None:

@@ -8,6 +8,7 @@ the tracking server: each request gets a short timeout and no urllib3 retries, a
 from __future__ import annotations
 
 import contextlib
+import functools
 import csv
 import io
 import json
@@ -92,7 +93,10 @@ def _local_artifact_root(tracking_uri: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
 def client_for(tracking_uri: str):
+    """One client per URI and process: a SQLite store checks its schema on creation, which costs seconds, and
+    reused trial processes would otherwise pay it for every trial."""
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -477,7 +481,7 @@ class TrialTracker:
         trial_id: str,
         params: dict,
         *,
-        start_timeout_s: float = 60.0,
+        start_timeout_s: float = 5.0,
         retry_interval_s: float = 2.0,
         flush_timeout_s: float = 60.0,
     ) -> None:
@@ -497,20 +501,28 @@ class TrialTracker:
         self._next_attempt = 0.0
         self._outage_reported = False
 
-        def open_run() -> str:
-            parent = self.client.get_run(parent_run_id)
+        self.run_id: str | None = None
+        self._parent_run_id = parent_run_id
+        self._params = params
+        try:
+            with_retries(self._open, what="opening the trial's MLflow run", deadline_s=start_timeout_s, policy=TRIAL_HTTP_POLICY)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise registry_error(f"opening the MLflow run of trial {self.trial_id}", tracking_uri, exc) from exc
+            # The server is away: the run is opened by the sender once it is back, before anything queued is sent.
+            log.warning("trial %s: tracking server %s unreachable (%s); buffering", self.trial_id,
+                        safe_uri(tracking_uri), _first_line(exc))
+            self._outage_reported = True
+
+    def _open(self) -> None:
+        """Find or create this trial's run and log its parameters (idempotent: a retry finds the same run)."""
+        if self.run_id is None:
+            parent = self.client.get_run(self._parent_run_id)
             names = [n for n in parent.data.tags.get(REDACT_TAG, "").split(",") if n]
             self.redactor = Redactor.from_environment(extra_names=names)
-            return self._find_or_create_run(parent.info.experiment_id, parent_run_id)
-
-        try:
-            self.run_id: str = with_retries(open_run, what="opening the trial's MLflow run", deadline_s=start_timeout_s, policy=TRIAL_HTTP_POLICY)
-            flat = self.redactor.value(flatten(params))
-            with_retries(lambda: self._log_new_params(flat), what="logging trial parameters", deadline_s=start_timeout_s, policy=TRIAL_HTTP_POLICY)
-        except RegistryError:
-            raise
-        except Exception as exc:
-            raise registry_error(f"opening the MLflow run of trial {self.trial_id}", tracking_uri, exc) from exc
+            self.run_id = self._find_or_create_run(parent.info.experiment_id, self._parent_run_id)
+        self._log_new_params(self.redactor.value(flatten(self._params)))
+        self._params = {}
 
     def _find_or_create_run(self, experiment_id: str, parent_run_id: str) -> str:
         query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{_quote(self.trial_id)}'"
@@ -583,7 +595,7 @@ class TrialTracker:
         delay = 0.2
         while True:
             self._next_attempt = 0.0
-            if self._send():
+            if self._send() and self.run_id is not None:
                 try:
                     with http_policy(TRIAL_HTTP_POLICY):
                         self.client.set_terminated(self.run_id, status=status)
@@ -636,6 +648,10 @@ class TrialTracker:
         """Deliver the queue in order; True when nothing is left. Transient failures keep the rest for later."""
         try:
             with http_policy(TRIAL_HTTP_POLICY):
+                if self.run_id is None or self._params:
+                    self._open_or_give_up()
+                    if self.run_id is None:
+                        return True  # refused for good (already warned): nothing can be delivered
                 while True:
                     with self._lock:
                         batch = self._metrics[:_MAX_METRIC_BATCH]
@@ -665,6 +681,19 @@ class TrialTracker:
             log.warning("trial %s: tracking server reachable again; buffered records sent", self.trial_id)
             self._outage_reported = False
         return True
+
+    def _open_or_give_up(self) -> None:
+        try:
+            self._open()
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("trial %s: MLflow refused its run or parameters: %s", self.trial_id, _first_line(exc))
+            self._params = {}
+            if self.run_id is None:
+                with self._lock:
+                    self._metrics.clear()
+                    self._artifacts.clear()
 
     def _drop_head(self, exc: BaseException) -> None:
         with self._lock:

@@ -27,6 +27,12 @@ class RegistryError(GanforgeError):
     exit_code = 1
 
 
+class RegistryUsageError(RegistryError):
+    """A registry request that is wrong as asked (bad name, alias, destination)."""
+
+    exit_code = 2
+
+
 class ModelNotFoundError(RegistryError):
     """A model URI names nothing registered."""
 
@@ -37,6 +43,12 @@ class ClusterError(GanforgeError):
     """A Ray cluster cannot be reached or refused the job."""
 
     exit_code = 1
+
+
+class ClusterInputError(ClusterError):
+    """Bad input at the cluster boundary (malformed address, unknown submission id, oversized package)."""
+
+    exit_code = 2
 
 
 class JobFailedError(GanforgeError):

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.errors import ModelNotFoundError, RegistryError
+from orchestrator.errors import ModelNotFoundError, RegistryError, RegistryUsageError
 from orchestrator.tracking import (
     DRIVER_HTTP_POLICY,
     Redactor,
@@ -57,12 +57,6 @@ TAG_CHALLENGER, TAG_PARAM_PREFIX = "challenger", "hp."
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ALIAS_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-class RegistryUsageError(RegistryError):
-    """A registry request that is wrong as asked (bad name, alias, destination): bad input, exit 2."""
-
-    exit_code = 2
 
 
 @dataclass

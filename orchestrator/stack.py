@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from orchestrator.errors import ClusterError
-from orchestrator.submit import ClusterInputError  # bad input at the cluster boundary: exit 2
+from orchestrator.errors import ClusterInputError  # bad input at the cluster boundary: exit 2
 
 STATE_FILE = "stack.json"
 ENV_FILE = "env.sh"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, TextIO
 
-from orchestrator.errors import ClusterError, JobFailedError
+from orchestrator.errors import ClusterError, ClusterInputError, JobFailedError
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,6 @@ PROJECT_EXCLUDES = [
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 1.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-
-class ClusterInputError(ClusterError):
-    """Bad input at the cluster boundary (malformed address, unknown submission id, oversized package): exit 2."""
-
-    exit_code = 2
 
 
 # ------------------------------------------------------------------ address

@@ -152,7 +152,7 @@ def test_artifact_paths_cannot_escape(mlflow_tracking_uri, tmp_path):
 
 @pytest.mark.parametrize("bad", ["../etc", "a b", "-x", ""])
 def test_bad_model_names_and_aliases_are_refused_before_any_request(bad, tmp_path):
-    from orchestrator.registry import RegistryUsageError
+    from orchestrator.errors import RegistryUsageError
 
     checkpoint, _ = make_checkpoint(tmp_path / "ckpt", grid=False)
     with pytest.raises(RegistryUsageError):

@@ -11,11 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.errors import JobFailedError
+from orchestrator.errors import ClusterInputError, JobFailedError
 from orchestrator.stack import free_port
 from orchestrator.submit import (
     JOB_DIR_IN_PACKAGE,
-    ClusterInputError,
     JobsClient,
     Submission,
     address_sources,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.registry import RegistryUsageError
+from orchestrator.errors import RegistryUsageError
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:

@@ -1,0 +1,204 @@
+"""The reading half of a BatchStream: walks epoch plans and turns shard row groups into decoded row chunks.
+
+It runs in the readahead thread (or inline when readahead is 0) and emits, per window of the plan, a WindowStart
+(with that window's permutation) followed by Rows and Gaps that exactly cover the window's positions.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from trainers.data.fs import Location
+from trainers.data.layout import DecodeError, decode
+from trainers.data.manifest import Manifest
+from trainers.data.plan import EpochPlan, Segment
+from trainers.data.shards import ShardCorrupt, ShardReader
+
+log = logging.getLogger("ganforge.data")
+
+
+@dataclass
+class WindowStart:
+    epoch: int
+    index: int
+    start: int  # positions [start, stop) of the rank's slice
+    stop: int
+    permutation: np.ndarray
+
+
+@dataclass
+class Rows:
+    position: int
+    samples: np.ndarray
+    labels: np.ndarray | None
+
+
+@dataclass
+class Gap:
+    """Positions whose rows sit in a corrupt shard or row group that on_corrupt=skip leaves out."""
+
+    position: int
+    count: int
+
+
+@dataclass
+class ProducerStats:
+    corrupt_shards: set[int] = field(default_factory=set)
+    retries: int = 0
+    rows_read: int = 0
+
+
+@dataclass(frozen=True)
+class StreamOrder:
+    seed: int
+    window: int
+    rank: int
+    world_size: int
+
+    def plan(self, manifest: Manifest, epoch: int) -> EpochPlan:
+        return EpochPlan([s.rows for s in manifest.shards], self.seed, epoch, self.rank, self.world_size, self.window)
+
+
+class Producer:
+    def __init__(
+        self,
+        location: Location,
+        manifest: Manifest,
+        order: StreamOrder,
+        skip_corrupt: bool,
+        stats: ProducerStats,
+        pool: Executor | None,
+        fetch_pool: Executor | None = None,
+    ) -> None:
+        self.location, self.manifest, self.order = location, manifest, order
+        self.skip_corrupt = skip_corrupt
+        self.stats = stats
+        self.pool = pool  # decodes PNG/JPEG bytes
+        self.fetch_pool = fetch_pool  # downloads the next remote shard while this one is decoded
+        self._reader: ShardReader | None = None
+        self._next_reader: ShardReader | None = None
+        self._bad_shards: set[int] = set()  # unopenable: every segment of them is a gap
+        self._bad_row_groups: set[tuple[int, int]] = set()
+        self._cached: tuple[tuple[int, int], object] | None = None  # last row group read, shared by adjacent windows
+
+    def run(self, epoch: int, position: int) -> Iterator[WindowStart | Rows | Gap]:
+        schedule = self._schedule(epoch, position)
+        upcoming: list[WindowStart | Segment] = []
+        try:
+            while True:
+                item = upcoming.pop(0) if upcoming else next(schedule)
+                if isinstance(item, WindowStart):
+                    yield item
+                    continue
+                # Look one segment ahead so the next shard downloads while this one is decoded.
+                while not any(isinstance(u, Segment) for u in upcoming):
+                    upcoming.append(next(schedule))
+                self._prefetch(next(u for u in upcoming if isinstance(u, Segment)).shard, item.shard)
+                yield from self._read_segment(item)
+        finally:
+            self._close_reader()
+
+    def _schedule(self, epoch: int, position: int) -> Iterator[WindowStart | Segment]:
+        """Every window head and shard segment from (epoch, position) on, endlessly."""
+        while True:
+            plan = self.order.plan(self.manifest, epoch)
+            for w in range(position // plan.window, plan.num_windows):
+                start, stop = plan.window_range(w)
+                yield WindowStart(epoch, w, start, stop, plan.window_permutation(w))
+                yield from plan.segments(start, stop)
+            epoch, position = epoch + 1, 0
+
+    def _prefetch(self, shard: int, current: int) -> None:
+        if self.fetch_pool is None or shard == current or shard in self._bad_shards:
+            return
+        if self._next_reader is not None and self._next_reader.index == shard:
+            return
+        if self._next_reader is not None:
+            self._next_reader.close()
+        self._next_reader = ShardReader(self.location, self.manifest, shard, on_retry=self._count_retry)
+        self._next_reader.prefetch(self.fetch_pool)
+
+    def _read_segment(self, seg: Segment) -> Iterator[Rows | Gap]:
+        reader = self._reader_for(seg.shard)
+        if reader is None:
+            yield Gap(seg.position, seg.stop - seg.start)
+            return
+        try:
+            bounds = reader.row_group_bounds
+        except ShardCorrupt as exc:
+            self._corrupt(seg.shard, None, exc)
+            yield Gap(seg.position, seg.stop - seg.start)
+            return
+        for rg, (rg_start, rg_stop) in enumerate(bounds):
+            lo, hi = max(seg.start, rg_start), min(seg.stop, rg_stop)
+            if lo >= hi:
+                continue
+            position = seg.position + lo - seg.start
+            table = self._row_group(reader, rg)
+            if table is None:
+                yield Gap(position, hi - lo)
+                continue
+            try:
+                samples, labels = decode(table.slice(lo - rg_start, hi - lo), self.manifest, self.pool)
+            except DecodeError as exc:
+                self._corrupt(seg.shard, rg, ShardCorrupt(f"{reader.uri}: row group {rg}: {exc}"))
+                yield Gap(position, hi - lo)
+                continue
+            self.stats.rows_read += hi - lo
+            yield Rows(position, samples, labels)
+
+    def _reader_for(self, shard: int) -> ShardReader | None:
+        if shard in self._bad_shards:
+            return None
+        if self._reader is None or self._reader.index != shard:
+            self._close_current()
+            if self._next_reader is not None and self._next_reader.index == shard:
+                self._reader, self._next_reader = self._next_reader, None
+            else:
+                self._reader = ShardReader(self.location, self.manifest, shard, on_retry=self._count_retry)
+        return self._reader
+
+    def _row_group(self, reader: ShardReader, rg: int):
+        key = (reader.index, rg)
+        if key in self._bad_row_groups:
+            return None
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        try:
+            table = reader.read_row_group(rg)
+        except ShardCorrupt as exc:
+            self._corrupt(reader.index, rg, exc)
+            return None
+        self._cached = (key, table)
+        return table
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
+
+    def _corrupt(self, shard: int, rg: int | None, exc: ShardCorrupt) -> None:
+        """Fail the stream, or with on_corrupt=skip remember the bad part (deterministically) and warn once."""
+        if not self.skip_corrupt:
+            raise exc
+        if rg is None:
+            self._bad_shards.add(shard)
+        else:
+            self._bad_row_groups.add((shard, rg))
+        if shard not in self.stats.corrupt_shards:
+            self.stats.corrupt_shards.add(shard)
+            log.warning("skipping corrupt data (data.on_corrupt=skip): %s", exc)
+
+    def _close_current(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._cached = None
+
+    def _close_reader(self) -> None:
+        self._close_current()
+        if self._next_reader is not None:
+            self._next_reader.close()
+            self._next_reader = None

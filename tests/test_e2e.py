@@ -63,7 +63,7 @@ def test_mlflow_holds_parent_child_runs_and_version(finished_job):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     for child in children:
-        assert "train.lr_g" in child.data.params
+        assert "train.seed" in child.data.params
         history = client.get_metric_history(child.info.run_id, "reverse_kl")
         assert len(history) >= 1
     version = client.get_model_version_by_alias("tiny-ring-gan", "champion")

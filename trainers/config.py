@@ -28,28 +28,45 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    family: str = Field("dcgan", description="GAN family: gan (MLP, 2-D points) or dcgan (images); see `ganforge schema`.")
+    family: str = Field(
+        "dcgan",
+        description="GAN family: gan, dcgan, wgan, wgan-gp, cgan, stylegan, sngan, lsgan; it also sets the defaults of null train fields.",
+    )
     latent_dim: int = Field(32, ge=1, description="Size of the generator's latent vector z.")
     width: int = Field(64, ge=1, description="Base channel count (images) or hidden units per layer (points).")
-    depth: int = Field(3, ge=1, description="Hidden layers of MLP families (ignored by convolutional ones).")
-    spectral_norm: bool = Field(False, description="Apply spectral normalisation to every discriminator layer.")
+    depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network; ignored by DCGAN convolutions.")
+    spectral_norm: Optional[bool] = Field(None, description="Spectral normalisation on every discriminator layer; null = the family's default (on for sngan).")
     pack: int = Field(1, ge=1, description="PacGAN packing: the discriminator judges this many samples jointly.")
+    style_mixing: float = Field(0.9, ge=0, le=1, description="StyleGAN: probability that a training batch mixes two latents' styles.")
 
 
 class TrainConfig(Section):
+    """Fields left null take the family's default (see `trainers.settings.resolve`), then a global one."""
+
     steps: int = Field(2000, ge=1, description="Generator updates per trial.")
-    lr_g: float = Field(2e-4, gt=0, description="Adam learning rate of the generator.")
-    lr_d: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator (TTUR when it differs from lr_g).")
+    optimizer: Optional[str] = Field(None, description="Optimizer of G and D: adam or rmsprop; null = the family's default (wgan: rmsprop, others: adam).")
+    lr_g: float = Field(2e-4, gt=0, description="Learning rate of the generator.")
+    lr_d: float = Field(2e-4, gt=0, description="Learning rate of the discriminator (TTUR when it differs from lr_g).")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 for G and D.")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 for G and D.")
-    n_critic: int = Field(1, ge=1, description="Discriminator updates per generator update.")
-    loss: str = Field("ns", description="Adversarial loss: ns, minimax, wgan, wgan-gp, hinge, lsgan.")
-    penalty: Optional[str] = Field(None, description="Extra discriminator regulariser: gp, gp-one-sided, r1 (wgan-gp implies gp).")
-    penalty_weight: float = Field(10.0, ge=0, description="Weight of the gradient penalty (lambda) or R1 (gamma).")
+    n_critic: Optional[int] = Field(None, ge=1, description="Discriminator updates per generator update; null = the family's default (wgan, wgan-gp: 5, others: 1).")
+    loss: Optional[str] = Field(None, description="Adversarial loss: ns, minimax, wgan, wgan-gp, hinge, lsgan; null = the family's default.")
+    penalty: Optional[str] = Field(None, description="Discriminator regulariser: gp, gp-one-sided, r1 or none; null = the family's/loss's default (wgan-gp: gp, stylegan: r1).")
+    penalty_weight: Optional[float] = Field(None, ge=0, description="Weight of the penalty (GP lambda, R1 gamma); null = the family's or the penalty's default.")
+    penalty_every: Optional[int] = Field(None, ge=1, description="Lazy regularisation: apply the penalty every N discriminator steps, weighted by N; null = family default (1).")
+    weight_clip: Optional[float] = Field(None, ge=0, description="Clip discriminator weights to +-c after each update (WGAN); 0 disables; null = the family's default (wgan: 0.01).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="One-sided label smoothing: real target 1 - s (losses with a label target: ns, minimax, lsgan).")
+    instance_noise: float = Field(0.0, ge=0, description="Std of Gaussian noise added to every discriminator input (real and fake); 0 disables.")
+    instance_noise_steps: int = Field(0, ge=0, description="Anneal the instance noise linearly to 0 over this many steps; 0 keeps it constant.")
+    augment: list[str] = Field(default_factory=list, description="DiffAugment policies applied to every discriminator input (images): translation, color, cutout.")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the generator's exponential moving average; 0 disables EMA.")
     ema_start: int = Field(0, ge=0, description="Generator step at which EMA averaging starts (copy before).")
     max_grad_norm: Optional[float] = Field(None, gt=0, description="Clip G and D gradient norms to this value; null disables.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast of forward passes on GPU; ignored on CPU.")
+    channels_last: bool = Field(False, description="channels_last memory format for convolutional networks on GPU; ignored on CPU.")
     divergence_loss: float = Field(1e4, gt=0, description="A loss above this (or NaN/Inf) ends the trial as diverged.")
+    collapse_coverage: float = Field(0.5, ge=0, le=1, description="Flag mode collapse when the covered share of modes/classes/real neighbourhoods falls below this.")
+    collapse_diversity: float = Field(0.2, ge=0, le=1, description="Flag mode collapse when sample diversity falls below this share of the real data's.")
     seed: int = Field(0, ge=0, description="Seed for weights, latents and data order; same seed, same weights on CPU.")
     eval_every: int = Field(500, ge=1, description="Generator steps between evaluations (each one reports to the search).")
     eval_samples: int = Field(2500, ge=16, description="Generated (and real) samples per evaluation: fixed so scores compare.")

@@ -1,6 +1,7 @@
 """Discriminator regularisers as pure functions: penalty(D, real, fake, generator) -> unweighted scalar.
 
-The trainer multiplies by `train.penalty_weight` (lambda for GP, gamma for R1).
+The trainer multiplies by `train.penalty_weight` (lambda for GP, gamma for R1), or by the penalty's own
+`default_weight` when the job leaves it null. `none` is registered too, so "no penalty" is a name like any other.
 """
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ Penalty = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tor
 PENALTIES: Registry[Penalty] = Registry("train.penalty")
 
 
+def penalty(name: str, default_weight: float, active: bool = True) -> Callable[[Penalty], Penalty]:
+    """Register a penalty with the weight it gets when `train.penalty_weight` is null."""
+
+    def decorator(fn: Penalty) -> Penalty:
+        fn.default_weight = default_weight  # type: ignore[attr-defined]
+        fn.active = active  # type: ignore[attr-defined]
+        return PENALTIES.register(name)(fn)
+
+    return decorator
+
+
 def _grad_norm_at(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
@@ -27,19 +39,24 @@ def _interpolate(real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -
     return alpha * real.detach() + (1 - alpha) * fake.detach()
 
 
-@PENALTIES.register("gp")
+@penalty("none", default_weight=0.0, active=False)
+def no_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    return torch.zeros((), device=real.device)
+
+
+@penalty("gp", default_weight=10.0)
 def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al., 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates."""
     return ((_grad_norm_at(d, _interpolate(real, fake, rng)) - 1) ** 2).mean()
 
 
-@PENALTIES.register("gp-one-sided")
+@penalty("gp-one-sided", default_weight=10.0)
 def one_sided_gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Penalise only gradient norms above 1 (Petzka et al., 2018)."""
     return (torch.relu(_grad_norm_at(d, _interpolate(real, fake, rng)) - 1) ** 2).mean()
 
 
-@PENALTIES.register("r1")
+@penalty("r1", default_weight=1.0)
 def r1_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """R1 (Mescheder et al., 2018): gamma/2 * ||grad D(x_real)||^2; the 1/2 is folded in here."""
     return 0.5 * (_grad_norm_at(d, real) ** 2).mean()

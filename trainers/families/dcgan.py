@@ -17,9 +17,9 @@ from trainers.families.layers import maybe_sn
 
 
 def _stages(image_size: int) -> int:
-    stages = math.log2(image_size / 4)
+    stages = math.log2(image_size / 4) if image_size > 0 else -1
     if image_size < 8 or stages != int(stages):
-        raise ValueError(f"dcgan needs a square image side that is a power of two >= 8, got {image_size}")
+        raise ValueError(f"convolutional families need a square image side that is a power of two >= 8, got {image_size}")
     return int(stages)
 
 
@@ -46,6 +46,8 @@ class DCGANGenerator(Generator):
 
 
 class DCGANDiscriminator(nn.Module):
+    """`features(x)` -> (B, F), `head` -> one logit: the split a projection discriminator (cgan) builds on."""
+
     def __init__(self, channels: int, image_size: int, width: int, spectral_norm: bool) -> None:
         super().__init__()
         n = _stages(image_size)
@@ -54,21 +56,33 @@ class DCGANDiscriminator(nn.Module):
         for _ in range(n):
             layers += [maybe_sn(nn.Conv2d(c, c * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]
             c *= 2
+        layers.append(nn.Flatten())
         self.body = nn.Sequential(*layers)
+        self.num_features = c * 16
         self.head = maybe_sn(nn.Linear(c * 16, 1), spectral_norm)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.body(x).flatten(1)).squeeze(1)
+        return self.head(self.body(x)).squeeze(1)
+
+
+def dcgan_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
+    kwargs = {"latent_dim": cfg.latent_dim, "channels": info.channels, "image_size": info.image_size, "width": cfg.width}
+    if info.shape[0] != info.shape[1]:
+        raise ValueError(f"convolutional families need square images; {info.name!r} holds {info.shape[0]}x{info.shape[1]}")
+    return Networks(
+        generator=DCGANGenerator(**kwargs),
+        discriminator=DCGANDiscriminator(info.channels * cfg.pack, info.image_size, cfg.width, bool(cfg.spectral_norm)),
+        arch={"generator": "DCGANGenerator", "kwargs": kwargs},
+    )
 
 
 @FAMILIES.register("dcgan")
 class DCGAN:
     data_kinds = frozenset({"image"})
+    defaults = {"train.loss": "ns"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
-        kwargs = {"latent_dim": cfg.latent_dim, "channels": info.channels, "image_size": info.image_size, "width": cfg.width}
-        return Networks(
-            generator=DCGANGenerator(**kwargs),
-            discriminator=DCGANDiscriminator(info.channels * cfg.pack, info.image_size, cfg.width, cfg.spectral_norm),
-            arch={"generator": "DCGANGenerator", "kwargs": kwargs},
-        )
+        return dcgan_networks(cfg, info)

@@ -1,5 +1,11 @@
-"""The original GAN (Goodfellow et al., 2014) as MLPs, for low-dimensional data such as the 2-D mixtures."""
+"""The original GAN (Goodfellow et al., 2014) as MLPs: 2-D mixtures, or images flattened to vectors.
+
+Train it with `train.loss: minimax` (the paper's objective) or `ns` (its non-saturating variant, the default).
+"""
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -12,45 +18,68 @@ from trainers.families.layers import maybe_sn
 
 @GENERATORS.register("MLPGenerator")
 class MLPGenerator(Generator):
-    def __init__(self, latent_dim: int, out_dim: int, width: int, depth: int) -> None:
+    """`image_shape` (C, H, W) makes it emit images in [-1, 1] (tanh); without it, raw D-dimensional points."""
+
+    def __init__(
+        self, latent_dim: int, out_dim: int, width: int, depth: int, image_shape: Optional[list[int]] = None
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape) if image_shape else None
         layers: list[nn.Module] = []
         d = latent_dim
         for _ in range(depth):
             layers += [nn.Linear(d, width), nn.ReLU()]
             d = width
         layers.append(nn.Linear(d, out_dim))
+        if self.image_shape:
+            layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z)
+        x = self.net(z)
+        return x.view(z.shape[0], *self.image_shape) if self.image_shape else x
 
 
 class MLPDiscriminator(nn.Module):
+    """`features(x)` -> (B, width), `head` -> one logit: the split a projection discriminator (cgan) builds on."""
+
     def __init__(self, in_dim: int, width: int, depth: int, spectral_norm: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [nn.Flatten()]  # images arrive as (B, C, H, W)
         d = in_dim
         for _ in range(depth):
             layers += [maybe_sn(nn.Linear(d, width), spectral_norm), nn.LeakyReLU(0.2)]
             d = width
-        layers.append(maybe_sn(nn.Linear(d, 1), spectral_norm))
-        self.net = nn.Sequential(*layers)
+        self.body = nn.Sequential(*layers)
+        self.num_features = d
+        self.head = maybe_sn(nn.Linear(d, 1), spectral_norm)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        return self.head(self.body(x)).squeeze(1)
+
+
+def mlp_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
+    """MLP G and D for points (D-dim) or images (C*H*W values, generated through tanh)."""
+    image_shape = [info.channels, info.shape[0], info.shape[1]] if info.kind == "image" else None
+    dim = math.prod(image_shape) if image_shape else info.shape[0]
+    kwargs = {"latent_dim": cfg.latent_dim, "out_dim": dim, "width": cfg.width, "depth": cfg.depth}
+    if image_shape:
+        kwargs["image_shape"] = image_shape
+    return Networks(
+        generator=MLPGenerator(**kwargs),
+        discriminator=MLPDiscriminator(dim * cfg.pack, cfg.width, cfg.depth, bool(cfg.spectral_norm)),
+        arch={"generator": "MLPGenerator", "kwargs": kwargs},
+    )
 
 
 @FAMILIES.register("gan")
 class MLPGAN:
-    data_kinds = frozenset({"points"})
+    data_kinds = frozenset({"points", "image"})
+    defaults = {"train.loss": "ns"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
-        dim = info.shape[0]
-        kwargs = {"latent_dim": cfg.latent_dim, "out_dim": dim, "width": cfg.width, "depth": cfg.depth}
-        return Networks(
-            generator=MLPGenerator(**kwargs),
-            discriminator=MLPDiscriminator(dim * cfg.pack, cfg.width, cfg.depth, cfg.spectral_norm),
-            arch={"generator": "MLPGenerator", "kwargs": kwargs},
-        )
+        return mlp_networks(cfg, info)

@@ -1,0 +1,283 @@
+"""PacGAN's mixture protocol (Lin et al. 2018, Table 1) run with ganforge, plus digits FID/KID per family.
+
+Mixtures (ring-8, grid-25; 2,500 samples per score; mean +- standard error over seeds):
+  1. search: a random search over the stability knobs in SPACE with successive halving (as ASHA does): each
+     configuration trains with a few search seeds (disjoint from the protocol's) for `--search-steps`, the best
+     third again for the full `--steps`; configurations are ranked by the median over seeds of
+     modes/K x HQ (then reverse KL), a diverged seed counting as the worst score;
+  2. protocol rows: `gan`, `gan` with pack 2, `wgan-gp` and the configuration the search selected, each trained
+     for `--steps` with seeds 0..N-1.
+Digits: every family trained `--digits-steps` on builtin:digits with a few seeds; FID and KID (domain feature
+network, 1,000 samples) beside their real-vs-real floors.
+
+Every finished run is appended to a JSONL file (`--log`), and a rerun skips what it holds, so the script can be
+stopped and resumed. The markdown tables go to stdout and to `--markdown`.
+
+    nice .venv/bin/python bench/pacgan_protocol.py --log pacgan.jsonl --markdown results.md \
+        [--datasets ring8,grid25] [--seeds 10] [--wgan-gp-seeds 10] [--steps 5000] [--search-configs 12] [--search-seeds 2] \
+        [--search-steps 2000] [--digits-seeds 3] [--digits-steps 1500]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from trainers.config import GANConfig
+from trainers.loop import GANTrainer, TrainingDiverged
+
+# The shared mixture setup: PacGAN's latent size and batch size scale, smaller networks than theirs (CPU budget).
+MIXTURE_BASE: dict[str, Any] = {
+    "data": {"batch_size": 256, "shuffle_buffer": 4096},
+    "model": {"family": "gan", "latent_dim": 2, "width": 128, "depth": 3},
+    "train": {"lr_g": 5e-4, "lr_d": 5e-4, "beta1": 0.5, "beta2": 0.999, "ema_decay": 0.0, "eval_samples": 2500},
+}
+# The baseline rows, as overrides of MIXTURE_BASE.
+ROWS: dict[str, dict[str, Any]] = {
+    "gan": {},
+    "gan, pack 2": {"model": {"pack": 2}},
+    "wgan-gp": {"model": {"family": "wgan-gp"}, "train": {"beta2": 0.9}},  # 5 critic steps, lambda 10
+}
+# What the search may change: spec path -> sampler(rng). Paths joined with ',' are drawn together.
+SPACE: dict[str, Callable[[random.Random], Any]] = {
+    "model.pack": lambda r: r.choice([1, 2, 4]),
+    "train.loss": lambda r: r.choice(["ns", "lsgan", "hinge"]),
+    "train.n_critic": lambda r: r.choice([1, 3, 5]),
+    "train.lr_g": lambda r: 10 ** r.uniform(math.log10(1e-4), math.log10(1e-3)),
+    "train.lr_d": lambda r: 10 ** r.uniform(math.log10(2e-4), math.log10(2e-3)),
+    "train.beta1,train.beta2": lambda r: r.choice([(0.5, 0.999), (0.0, 0.9)]),
+    "train.ema_decay": lambda r: r.choice([0.0, 0.99, 0.999]),
+}
+SEARCH_SEED_OFFSET = 1000  # search seeds never overlap the protocol's seeds
+# Published rows (modes, HQ %, reverse KL), 10 seeds: PacGAN Table 1 and VEEGAN Table 1 (no KL reported there).
+PUBLISHED = {
+    "ring8": [("GAN (PacGAN Table 1)", "6.3", "98.2", "0.45"), ("PacGAN2 (PacGAN Table 1)", "7.9", "95.6", "0.07"),
+              ("VEEGAN (VEEGAN Table 1)", "8.0", "52.9", "-")],
+    "grid25": [("GAN (PacGAN Table 1)", "17.3", "94.8", "0.70"), ("PacGAN4 (PacGAN Table 1)", "24.8", "93.6", "0.04"),
+               ("VEEGAN (VEEGAN Table 1)", "24.6", "40.0", "-")],
+}
+TARGETS = {"ring8": "8 modes, HQ >= 97 %, KL <= 0.03", "grid25": ">= 24.9 modes, HQ >= 95 %, KL <= 0.03"}
+DIGITS_BASE: dict[str, Any] = {
+    "data": {"uri": "builtin:digits", "batch_size": 64},
+    "model": {"latent_dim": 32, "width": 32, "depth": 2},
+    "train": {"lr_g": 5e-4, "lr_d": 5e-4, "ema_decay": 0.999, "ema_start": 200, "eval_samples": 1000},
+}
+DIGITS_FAMILIES = ("gan", "dcgan", "wgan", "wgan-gp", "cgan", "stylegan", "sngan", "lsgan")
+
+
+def merge(base: dict[str, Any], *overrides: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) for k, v in base.items()}
+    for o in overrides:
+        for section, values in o.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def flat_to_nested(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        paths = key.split(",")
+        values = value if len(paths) > 1 else [value]
+        for path, v in zip(paths, values):
+            section, field = path.split(".")
+            nested.setdefault(section, {})[field] = v
+    return nested
+
+
+def key_of(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunLog:
+    """Finished runs by key, appended to a JSONL file so a rerun resumes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.runs: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.runs[rec["key"]] = rec
+
+    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None) -> dict[str, Any]:
+        key = key_of({**spec, "steps": steps})
+        if key in self.runs:
+            return self.runs[key]
+        rec = {"key": key, "label": label, "spec": spec, "steps": steps, **train_and_score(spec, steps, cache, eval_every)}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        self.runs[key] = rec
+        print(f"  {label:28s} seed {spec['train']['seed']:4d}: "
+              + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "fid", "kid"))
+              + f" ({rec['seconds']:.0f} s)", flush=True)
+        return rec
+
+
+def train_and_score(spec: dict[str, Any], steps: int, cache: str, eval_every: int | None) -> dict[str, Any]:
+    cfg = GANConfig.model_validate(merge(spec, {"train": {"steps": steps, "device": "cpu"}}))
+    t0 = time.perf_counter()
+    trainer = GANTrainer(cfg, cache_dir=cache)
+    try:
+        trainer.train_steps(steps)
+        scores = trainer.evaluate()
+        diverged = False
+    except TrainingDiverged as exc:
+        scores, diverged = {"error": str(exc)}, True
+    finally:
+        trainer.close()
+    return {"scores": {k: v for k, v in scores.items() if isinstance(v, (int, float, str))}, "diverged": diverged,
+            "seconds": time.perf_counter() - t0}
+
+
+def mixture_triplet(rec: dict[str, Any], k: int) -> tuple[float, float, float]:
+    """(modes, HQ, reverse KL); a diverged run scores as a generator with no high-quality sample."""
+    if rec["diverged"]:
+        return 0.0, 0.0, math.log(k)
+    s = rec["scores"]
+    return s["modes"], s["hq"], s["reverse_kl"]
+
+
+def mean_se(values: list[float], digits: int = 1) -> str:
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[float, float]:
+    """Median over seeds of (share of modes covered x HQ %), then of -reverse KL: a configuration must both cover
+    the modes and place its samples on them (modes alone rewards blur, HQ alone rewards dropping modes)."""
+    return (statistics.median(t[0] / k * t[1] for t in triplets), -statistics.median(t[2] for t in triplets))
+
+
+def run_search(log: RunLog, dataset: str, k: int, args, cache: str) -> tuple[dict[str, Any], list[str]]:
+    """Successive halving, like ASHA: every configuration gets `--search-steps`; the best third is retrained for
+    the protocol's full `--steps` (same search seeds) and the best of those is selected."""
+    rng = random.Random(f"ganforge-pacgan-search-{dataset}")
+    candidates = [{key: sample(rng) for key, sample in SPACE.items()} for _ in range(args.search_configs)]
+
+    def evaluate(i: int, flat: dict[str, Any], steps: int) -> tuple[tuple[float, float], tuple[float, ...]]:
+        spec_over = flat_to_nested(flat)
+        triplets = []
+        for s in range(args.search_seeds):
+            spec = merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, spec_over,
+                         {"train": {"seed": SEARCH_SEED_OFFSET + s}})
+            triplets.append(mixture_triplet(log.get_or_run(spec, f"search #{i} ({steps} steps)", steps, cache), k))
+        medians = tuple(statistics.median(t[j] for t in triplets) for j in range(3))
+        return search_score(triplets, k), medians
+
+    rung1 = sorted(((*evaluate(i, flat, args.search_steps), i, flat) for i, flat in enumerate(candidates)),
+                   key=lambda r: r[0], reverse=True)
+    survivors = rung1[: max(1, math.ceil(len(rung1) / 3))]
+    rung2 = sorted(((*evaluate(i, flat, args.steps), i, flat) for _, _, i, flat in survivors),
+                   key=lambda r: r[0], reverse=True)
+    lines = ["| rung | steps | rank | modes x HQ | modes | HQ % | reverse KL | configuration |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for rung, rows, steps in ((2, rung2, args.steps), (1, rung1, args.search_steps)):
+        for pos, (score, med, i, flat) in enumerate(rows, 1):
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in flat.items())
+            lines.append(f"| {rung} | {steps} | {pos} | {score[0]:.1f} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.3f} | "
+                         f"#{i}: {shown} |")
+    return flat_to_nested(rung2[0][3]), lines
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, tuple):
+        return "/".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
+    out: list[str] = []
+    for dataset in args.datasets:
+        k = 8 if dataset == "ring8" else 25
+        print(f"== {dataset}: search", flush=True)
+        selected, search_lines = run_search(log, dataset, k, args, cache)
+        rows = dict(ROWS)
+        rows["search-selected"] = selected
+        table = [f"### {dataset} ({args.seeds} seeds, {args.steps} generator steps, 2,500 samples; target for the "
+                 f"search-selected row: {TARGETS[dataset]})", "",
+                 "| configuration | modes | HQ % | reverse KL | diverged | s / run |", "|---|---:|---:|---:|---:|---:|"]
+        for name, over in rows.items():
+            print(f"== {dataset}: {name}", flush=True)
+            seeds = args.wgan_gp_seeds if name == "wgan-gp" else args.seeds
+            recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, over, {"train": {"seed": s}}),
+                                   name, args.steps, cache) for s in range(seeds)]
+            trip = [mixture_triplet(r, k) for r in recs]
+            table.append(f"| ganforge {name} ({seeds} seeds) | {mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | "
+                         f"{mean_se([t[2] for t in trip], 3)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
+                         f"{statistics.fmean(r['seconds'] for r in recs):.0f} |")
+        for name, modes, hq, kl in PUBLISHED[dataset]:
+            table.append(f"| {name} | {modes} | {hq} | {kl} | | |")
+        sel = ", ".join(f"{sec}.{k}={_fmt(v)}" for sec, kv in selected.items() for k, v in kv.items())
+        out += table + ["", f"Search-selected configuration: {sel}.", "",
+                        f"Search ({args.search_configs} random configurations x {args.search_seeds} seeds for "
+                        f"{args.search_steps} steps, the best third for {args.steps}; medians over seeds):", ""]
+        out += search_lines + [""]
+    return out
+
+
+def run_digits(log: RunLog, args, cache: str) -> list[str]:
+    lines = [f"### digits (8x8, {args.digits_seeds} seeds, {args.digits_steps} generator steps, 1,000 samples)", "",
+             "| family | FID | KID | FID floor | KID floor | class coverage | diverged | s / run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for family in DIGITS_FAMILIES:
+        print(f"== digits: {family}", flush=True)
+        recs = [log.get_or_run(merge(DIGITS_BASE, {"model": {"family": family}, "train": {"seed": s}}), f"digits {family}",
+                               args.digits_steps, cache) for s in range(args.digits_seeds)]
+        ok = [r["scores"] for r in recs if not r["diverged"]]
+        if not ok:
+            lines.append(f"| {family} | - | - | - | - | - | {len(recs)}/{len(recs)} | |")
+            continue
+        lines.append(
+            f"| {family} | {mean_se([s['fid'] for s in ok], 2)} | {mean_se([s['kid'] for s in ok], 3)} | "
+            f"{ok[0]['fid_floor']:.2f} | {ok[0]['kid_floor']:.3f} | {mean_se([s['class_coverage'] for s in ok], 2)} | "
+            f"{sum(r['diverged'] for r in recs)}/{len(recs)} | {statistics.fmean(r['seconds'] for r in recs):.0f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=lambda s: [d for d in s.split(",") if d], default=["ring8", "grid25"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--wgan-gp-seeds", type=int, default=10, help="seeds of the wgan-gp row (5 critic steps + GP: ~10x a gan run)")
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--search-configs", type=int, default=12)
+    parser.add_argument("--search-seeds", type=int, default=2)
+    parser.add_argument("--search-steps", type=int, default=2000)
+    parser.add_argument("--digits-seeds", type=int, default=3)
+    parser.add_argument("--digits-steps", type=int, default=1500)
+    parser.add_argument("--skip-digits", action="store_true")
+    parser.add_argument("--log", type=Path, default=Path("pacgan-protocol.jsonl"))
+    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--cache", default=None, help="data/metric cache (default: GANFORGE_CACHE or ~/.cache/ganforge)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    log = RunLog(args.log)
+    t0 = time.perf_counter()
+    lines = run_mixtures(log, args, args.cache)
+    if not args.skip_digits:
+        lines += run_digits(log, args, args.cache)
+    lines.append(f"\n(total wall time of this invocation: {time.perf_counter() - t0:.0f} s; runs reused from {args.log} "
+                 "cost nothing)")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

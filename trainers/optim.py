@@ -1,0 +1,59 @@
+"""Optimizers by name (`train.optimizer`), each knowing how to (re-)apply the trial's hyperparameters.
+
+`apply` runs at construction and after every checkpoint restore: a restored optimizer state carries whoever saved
+it's lr/betas (with PBT, the donor's), which would silently undo the search's mutation (ray-project/ray#62173).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+
+from trainers.config import TrainConfig
+from trainers.registry import Registry
+
+
+@dataclass(frozen=True)
+class OptimizerKind:
+    build: Callable[[Iterable[torch.nn.Parameter], float, TrainConfig], torch.optim.Optimizer]
+    apply: Callable[[dict, float, TrainConfig], None]  # (param_group, lr, train) -> None
+
+
+OPTIMIZERS: Registry[OptimizerKind] = Registry("train.optimizer")
+
+
+def _fast_cpu(params: list[torch.nn.Parameter]) -> dict:
+    # The fused CPU kernel updates every tensor in one call: a plain per-parameter loop costs more than the update
+    # itself for small GANs. Elsewhere torch picks its own fast path.
+    return {"fused": True} if params and all(p.device.type == "cpu" for p in params) else {}
+
+
+def _adam(params, lr: float, train: TrainConfig) -> torch.optim.Optimizer:
+    params = list(params)
+    return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), **_fast_cpu(params))
+
+
+def _adam_apply(group: dict, lr: float, train: TrainConfig) -> None:
+    group["lr"] = lr
+    group["betas"] = (train.beta1, train.beta2)
+
+
+def _rmsprop(params, lr: float, train: TrainConfig) -> torch.optim.Optimizer:
+    params = list(params)
+    # torch has no fused CPU RMSprop; foreach batches the per-tensor ops instead.
+    return torch.optim.RMSprop(params, lr=lr, foreach=True)
+
+
+def _lr_only(group: dict, lr: float, train: TrainConfig) -> None:
+    group["lr"] = lr
+
+
+OPTIMIZERS.register("adam")(OptimizerKind(build=_adam, apply=_adam_apply))
+# WGAN (Arjovsky et al., 2017) uses RMSprop: momentum-based optimizers destabilised its clipped critic.
+OPTIMIZERS.register("rmsprop")(OptimizerKind(build=_rmsprop, apply=_lr_only))
+
+
+def apply_hparams(optimizer: torch.optim.Optimizer, kind: OptimizerKind, lr: float, train: TrainConfig) -> None:
+    for group in optimizer.param_groups:
+        kind.apply(group, lr, train)

@@ -1,0 +1,46 @@
+"""What a job's null fields mean: the family's defaults first, then global ones.
+
+`model.family: wgan` stands for the Wasserstein loss, weight clipping, RMSprop and five critic steps; a job that
+sets any of those fields explicitly overrides just that field. The penalty's weight falls back to the penalty's
+own default (GP lambda 10, R1 gamma 1) when neither the job nor the family gives one.
+
+    effective = resolve(cfg)   # a GANConfig with no null stabiliser field left
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from trainers.config import GANConfig, TrainConfig
+from trainers.families import FAMILIES, resolve_model
+from trainers.losses import LOSSES
+from trainers.penalties import PENALTIES
+
+# What a null train field means when the family has no default for it.
+TRAIN_FALLBACKS: dict[str, Any] = {
+    "loss": "ns",
+    "optimizer": "adam",
+    "n_critic": 1,
+    "penalty_every": 1,
+    "weight_clip": 0.0,
+}
+
+
+def resolve_train(family: str, train: TrainConfig) -> TrainConfig:
+    defaults = FAMILIES.get(family).defaults
+    filled: dict[str, Any] = {}
+    for key in (*TRAIN_FALLBACKS, "penalty", "penalty_weight"):
+        if getattr(train, key) is None and f"train.{key}" in defaults:
+            filled[key] = defaults[f"train.{key}"]
+    for key, fallback in TRAIN_FALLBACKS.items():
+        if getattr(train, key) is None and key not in filled:
+            filled[key] = fallback
+    if train.penalty is None and "penalty" not in filled:
+        filled["penalty"] = LOSSES.get(filled.get("loss", train.loss)).implied_penalty or "none"
+    if train.penalty_weight is None and "penalty_weight" not in filled:
+        filled["penalty_weight"] = PENALTIES.get(filled.get("penalty", train.penalty)).default_weight
+    return train.model_copy(update=filled)
+
+
+def resolve(cfg: GANConfig) -> GANConfig:
+    """`cfg` with every null model/train field filled in (raises UnknownComponentError for unknown names)."""
+    return cfg.model_copy(update={"model": resolve_model(cfg.model), "train": resolve_train(cfg.model.family, cfg.train)})

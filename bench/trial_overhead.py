@@ -2,9 +2,15 @@
 
 8 trials of about 5 s of training each (ring-8 MLP GAN, one CPU thread per trial) run through `run_job` on an
 already-started embedded Ray (2 concurrent trials on 2 cores), then the same 8 trainings run one after another with
-`trainers.loop.train`. overhead_s_per_trial = (concurrency x wall - serial) / trials.
+`trainers.loop.train`. overhead_s_per_trial = (concurrency x wall - serial) / trials, where wall is the whole
+`run_job` (MLflow parent and child runs, checkpoints, ranking) after the once-per-job setup (Ray start, MLflow
+store creation), which is printed separately as setup_s.
 
-    .venv/bin/python bench/trial_overhead.py [--steps N] [--trials 8]
+Then (unless --ddp-trials 0) the same training as multi-worker trials (`resources.workers_per_trial: 2`): a Ray
+TorchTrainer per trial, DDP over gloo, each rank on one core, so one trial fills the machine and ideally takes one
+serial training's time. torchtrainer_overhead_s_per_trial = (wall - trials x serial per trial) / trials.
+
+    .venv/bin/python bench/trial_overhead.py [--steps N] [--trials 8] [--ddp-trials 2]
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1500, help="generator steps per trial (~5 s here)")
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--ddp-trials", type=int, default=2, help="multi-worker (TorchTrainer) trials; 0 skips them")
     args = parser.parse_args()
     concurrency = os.cpu_count() or 2
 
@@ -50,10 +57,15 @@ def main() -> None:
                                        storage=tmp))
         from orchestrator.runner import init_ray, prepare_data, run_job
 
+        from orchestrator.tracking import client_for
+
+        # Once-per-job setup is timed apart from the trials: Ray start, and creating the MLflow SQLite schema
+        # (the driver keeps one client per URI, so the job below reuses this store).
         prepare_data(job, None)
         t0 = time.perf_counter()
         init_ray(None)
-        ray_init_s = time.perf_counter() - t0
+        client_for(job.spec.registry.tracking_uri).search_experiments()
+        setup_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         outcome = run_job(job, stream=io.StringIO())
@@ -68,10 +80,27 @@ def main() -> None:
             train(cfg)
         serial = time.perf_counter() - t0
 
+        ddp_wall = None
+        if args.ddp_trials:
+            ddp_job = load_job_text(
+                JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.ddp_trials)),
+                           storage=f"{tmp}/ddp")
+                .replace("name: overhead", "name: overhead-ddp")
+                .replace("resources: {cpus_per_trial: 1}", "resources: {cpus_per_trial: 1, workers_per_trial: 2}"))
+            t0 = time.perf_counter()
+            ddp_outcome = run_job(ddp_job, stream=io.StringIO())
+            ddp_wall = time.perf_counter() - t0
+            assert all(o.status == "done" for o in ddp_outcome.ranking), [o.status for o in ddp_outcome.ranking]
+
     overhead = (concurrency * wall - serial) / args.trials
-    print(f"trials={args.trials} concurrency={concurrency} ray_init_s={ray_init_s:.2f} ganforge_wall_s={wall:.2f} "
+    print(f"trials={args.trials} concurrency={concurrency} setup_s={setup_s:.2f} ganforge_wall_s={wall:.2f} "
           f"serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f}", file=sys.stderr)
-    print(f"overhead_s_per_trial={overhead:.3f} speedup_vs_serial={serial / wall:.2f}")
+    summary = f"overhead_s_per_trial={overhead:.3f} speedup_vs_serial={serial / wall:.2f}"
+    if ddp_wall is not None:
+        ddp_overhead = (ddp_wall - args.ddp_trials * serial / args.trials) / args.ddp_trials
+        print(f"ddp_trials={args.ddp_trials} workers_per_trial=2 ddp_wall_s={ddp_wall:.2f}", file=sys.stderr)
+        summary += f" torchtrainer_overhead_s_per_trial={ddp_overhead:.3f}"
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -12,27 +12,51 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 POLICY_FILE = "pbt_global.txt"
+TRIAL_POLICY_PREFIX = "pbt_policy_"  # Tune also writes each recipient's history: pbt_policy_<trial id>.txt
+TRIAL_DIR_PREFIX = "trial_"
 
 
-def collect_policy(*roots: str) -> list[dict[str, Any]]:
-    for root in roots:
-        if "://" in root or not os.path.isdir(root):
-            continue
-        for path in sorted(Path(root).rglob(POLICY_FILE)):
-            records = []
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    recipient, donor, it_recipient, it_donor, donor_config, new_config = json.loads(line)
-                    records.append({"recipient": _trial(recipient), "donor": _trial(donor),
-                                    "iteration": it_recipient, "donor_iteration": it_donor,
-                                    "donor_config": donor_config, "new_config": new_config})
-            if records:
-                return records
-    return []
+def collect_policy(root: str) -> list[dict[str, Any]]:
+    """The exploit records of a run. Tune writes the log on the driver and syncs it to the experiment folder in
+    storage, so `root` may be a local folder or an s3:// (any pyarrow) URI."""
+    import pyarrow.fs as pafs
+
+    if "://" in root and not root.startswith("file://"):
+        fs, path = pafs.FileSystem.from_uri(root)
+    else:
+        fs, path = pafs.LocalFileSystem(), os.path.abspath(root.removeprefix("file://"))
+    try:
+        with fs.open_input_stream(f"{path}/{POLICY_FILE}") as f:
+            text = f.read().decode()
+        names = [info.base_name for info in fs.get_file_info(pafs.FileSelector(path))]
+    except (FileNotFoundError, OSError):
+        return []
+    # Trial folders are named trial_<trial id> (orchestrator.search); a recipient also has pbt_policy_<trial id>.txt.
+    ids = {n.removeprefix(TRIAL_DIR_PREFIX) for n in names if n.startswith(TRIAL_DIR_PREFIX)}
+    ids |= {n[len(TRIAL_POLICY_PREFIX):-len(".txt")] for n in names if n.startswith(TRIAL_POLICY_PREFIX)}
+    return parse_policy(text, sorted(ids))
 
 
-def _trial(tag: str) -> str:
-    return str(tag).split("_")[-2] + "_" + str(tag).split("_")[-1] if "_" in str(tag) else str(tag)
+def parse_policy(text: str, trial_ids: list[str] = ()) -> list[dict[str, Any]]:
+    """Tune names trials in this log by experiment tag ("<index>_<config>"); give them their trial ids back."""
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            recipient, donor, it_recipient, it_donor, donor_config, new_config = json.loads(line)
+            records.append({"recipient": trial_of(recipient, trial_ids), "donor": trial_of(donor, trial_ids),
+                            "iteration": it_recipient, "donor_iteration": it_donor,
+                            "donor_config": donor_config, "new_config": new_config})
+    return records
+
+
+def trial_of(tag: str, trial_ids: list[str] = ()) -> str:
+    """The trial id a tag belongs to: the variant generator numbers both the same way (tag "3_..." is trial
+    "<prefix>_00003"); without a match, "#<index>"."""
+    index = str(tag).split("_", 1)[0]
+    if not index.isdigit():
+        return str(tag)
+    matches = [t for t in trial_ids if t.rsplit("_", 1)[-1].isdigit() and int(t.rsplit("_", 1)[-1]) == int(index)]
+    return matches[0] if len(matches) == 1 else f"#{index}"
 
 
 def draw_lineage(records: list[dict[str, Any]], path: str | os.PathLike, size: tuple[int, int] = (720, 360)) -> Path:

@@ -46,7 +46,8 @@ def init_ray(address: Optional[str]) -> None:
         else:
             # "local" always starts a fresh embedded cluster, never a stray one found on the machine.
             ray.init(address="local", include_dashboard=False, logging_level="WARNING",
-                     runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}})
+                     runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")},
+                                  "worker_process_setup_hook": "orchestrator.warmup.preload"})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
 
@@ -118,7 +119,11 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
           f"results in {run_path}", file=stream, flush=True)
 
-    gpus = check_gpus(spec)
+    try:
+        gpus = check_gpus(spec)
+    except ClusterError:
+        tracker.end("FAILED")  # the job's MLflow run must not stay RUNNING forever
+        raise
     ctx = TrialContext(
         base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
         metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
@@ -140,7 +145,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO
                 storage_path=root,
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=spec.storage.checkpoints_to_keep,
+                    num_to_keep=_checkpoints_to_keep(spec),
                     checkpoint_score_attribute=plan.metric,
                     checkpoint_score_order=plan.mode,
                 ),
@@ -186,7 +191,14 @@ def make_trainable(plan: SearchPlan, ctx: TrialContext):
         from orchestrator.ddp_trial import run_ddp_trial as function
     else:
         function = run_trial
-    return tune.with_resources(tune.with_parameters(function, ctx=ctx), plan.resources())
+    # The checked GPU share, not the spec's: after a CPU fallback a GPU request could never be placed.
+    return tune.with_resources(tune.with_parameters(function, ctx=ctx), plan.resources(ctx.gpus_per_trial))
+
+
+def _checkpoints_to_keep(spec) -> Optional[int]:
+    """PBT hands a donor's checkpoint to a recipient some reports after it was written; Tune prunes by score, so
+    with a bounded number kept the donor's copy was often gone by then (the recipient errored). PBT keeps them all."""
+    return None if spec.search.scheduler == "pbt" else spec.storage.checkpoints_to_keep
 
 
 def _cluster_cpus() -> float:

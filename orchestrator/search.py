@@ -5,10 +5,11 @@ trial's config is a flat {dotted path: value} mapping applied on top of the job'
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ray import tune
 from ray.tune.schedulers import (
@@ -64,7 +65,8 @@ def _pbt(plan: "SearchPlan") -> TrialScheduler:
     space = plan.spec.search.space
     mutations = {key: (list(d.values) if d.kind in ("choice", "grid") else DISTRIBUTIONS.get(d.kind)(d.values))
                  for key, d in space.items()}
-    return PopulationBasedTraining(
+    return GanforgePBT(
+        last_iteration=plan.evaluations_per_trial,
         time_attr="training_iteration",
         perturbation_interval=pbt.perturbation_interval,
         hyperparam_mutations=mutations,
@@ -74,6 +76,42 @@ def _pbt(plan: "SearchPlan") -> TrialScheduler:
         custom_explore_fn=lambda config: clip_to_space(config, space),
         log_config=True,
     )
+
+
+class GanforgePBT(PopulationBasedTraining):
+    """Ray's asynchronous PBT with two fixes found by tests/test_search.py.
+
+    1. Each trial's last evaluation is left alone. Exploiting there (or saving a donor checkpoint there) restarts a
+       recipient from a finished state with nothing left to train: it reports nothing more, and Tune keeps the
+       donor's result, config and trial id as the recipient's outcome.
+    2. Fair turns when the population outnumbers the running slots. Ray resumes the paused trial with the least
+       training time; a recipient takes its donor's time, so on a tie (collapsed GANs often score exactly the same)
+       it was picked again and again, re-copied the still-paused donor each time, and the donor never ran.
+       Ties now go to the trial that has waited longest.
+    """
+
+    def __init__(self, *, last_iteration: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last_iteration = last_iteration
+        self._turns = itertools.count()
+        self._last_turn: dict[Any, int] = {}
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(self._time_attr, 0) >= self._last_iteration:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def choose_trial_to_run(self, tune_controller):
+        from ray.tune.experiment import Trial
+
+        if self._synch:
+            return super().choose_trial_to_run(tune_controller)
+        waiting = [t for t in tune_controller.get_trials() if t.status in (Trial.PENDING, Trial.PAUSED)]
+        if not waiting:
+            return None
+        chosen = min(waiting, key=lambda t: (self._trial_state[t].last_train_time, self._last_turn.get(t, -1)))
+        self._last_turn[chosen] = next(self._turns)
+        return chosen
 
 
 def clip_to_space(config: dict[str, Any], space: dict[str, Distribution]) -> dict[str, Any]:
@@ -191,13 +229,16 @@ class SearchPlan:
     def distributed(self) -> bool:
         return self.spec.resources.workers_per_trial > 1
 
-    def resources(self) -> dict[str, float]:
+    def resources(self, gpus_per_trial: Optional[float] = None) -> dict[str, float]:
+        """What each Tune trial reserves; `gpus_per_trial` replaces the spec's (0 after a CPU fallback)."""
         r = self.spec.resources
+        gpus = r.gpus_per_trial if gpus_per_trial is None else gpus_per_trial
         if self.distributed:
-            # The Tune function only coordinates; its TorchTrainer reserves CPUs/GPUs for the workers itself.
-            # (Tune refuses an all-zero request, hence a sliver.)
-            return {"cpu": 0.01}
-        return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
+            # The Tune function only coordinates; its TorchTrainer reserves CPUs/GPUs for the workers itself. Tune
+            # refuses an all-zero request, and any CPU sliver would leave a cluster of exactly workers x cpus short
+            # (2 workers x 1 CPU never started on 2 CPUs), so it holds a token byte of memory instead.
+            return {"cpu": 0, "memory": 1}
+        return {"cpu": r.cpus_per_trial, "gpu": gpus}
 
     def concurrency(self, cluster_cpus: float) -> int | None:
         """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds."""
@@ -234,7 +275,9 @@ class SearchPlan:
             "seeds_per_configuration": spec.search.seeds,
             "metric": f"{self.metric} ({self.mode})",
             "evaluations_per_trial": self.evaluations_per_trial,
-            "resources_per_trial": {**self.resources(), "workers": spec.resources.workers_per_trial},
+            "resources_per_trial": {"workers": spec.resources.workers_per_trial,
+                                    "cpus_per_worker": spec.resources.cpus_per_trial,
+                                    "gpus_per_worker": spec.resources.gpus_per_trial},
             "max_concurrent": spec.search.max_concurrent or "as resources allow",
             "search_space": {k: {d.kind: d.values} for k, d in spec.search.space.items()},
         }

@@ -107,6 +107,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             metrics["fingerprint"] = fingerprint(trainer)  # of the state this report checkpoints
             _report(trainer, metrics, tracker)
         status = "FINISHED"
+    except SystemExit:  # Tune stopped the trial inside tune.report (ASHA/median): stopped early, not failed
+        status = "KILLED"
+        raise
     finally:
         trainer.close()
         if tracker is not None:

@@ -64,14 +64,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    from orchestrator.runner import run_job
+def _stored_run(args: argparse.Namespace):
+    """The job and the run to continue: --path, else the newest run under the job's storage."""
     from orchestrator.storage import latest_run_path
 
     job = load_job(args.job, args.overrides)
     path = args.path or latest_run_path(job.spec)
     if not path:
-        raise SpecError(f"{args.job}: no earlier run found under its storage; start one with `ganforge run`")
+        raise SpecError(f"{args.job}: no stored run found under its storage; start one with `ganforge run` "
+                        "or pass --path RESULTS_PATH")
+    return job, path
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.runner import run_job
+
+    job, path = _stored_run(args)
     print(f"ganforge: resuming {path}")
     run_job(job, resume_path=path)
     return 0
@@ -79,12 +87,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from orchestrator.runner import register_from_storage
-    from orchestrator.storage import latest_run_path
 
-    job = load_job(args.job, args.overrides)
-    path = args.path or latest_run_path(job.spec)
-    if not path:
-        raise SpecError(f"{args.job}: no stored run found; pass --path RESULTS_PATH")
+    job, path = _stored_run(args)
     register_from_storage(job, path)
     return 0
 

@@ -79,13 +79,14 @@ def _quiet_tune() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: TextIO = sys.stdout,
+def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Optional[TextIO] = None,
             cache_dir: Optional[str] = None) -> JobOutcome:
     from ray import tune
 
     from orchestrator.progress import TrialTable
     from orchestrator.tracking import JobTracker, resolve_tracking_uri, safe_uri
 
+    stream = stream or sys.stdout  # at call time: a default bound at import outlives a replaced stdout
     spec = job.spec
     plan = SearchPlan.from_spec(spec)
     info = prepare_data(job, cache_dir)
@@ -289,12 +290,13 @@ def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, r
                                  lineage, margin=job.spec.registry.margin)
 
 
-def register_from_storage(job: LoadedJob, run_path: str, stream: TextIO = sys.stdout):
+def register_from_storage(job: LoadedJob, run_path: str, stream: Optional[TextIO] = None):
     """Register the best stored checkpoint of a finished run (after MLflow was down when the job ended)."""
     from ray import tune
 
     from orchestrator.tracking import resolve_tracking_uri
 
+    stream = stream or sys.stdout
     record = json.loads(read_text(f"{run_path}/{RUN_RECORD}") or "{}")
     if not record:
         raise JobFailedError(f"{run_path}: no ganforge run record ({RUN_RECORD}); is this a ganforge results path?")

@@ -10,6 +10,10 @@ Then (unless --ddp-trials 0) the same training as multi-worker trials (`resource
 TorchTrainer per trial, DDP over gloo, each rank on one core, so one trial fills the machine and ideally takes one
 serial training's time. torchtrainer_overhead_s_per_trial = (wall - trials x serial per trial) / trials.
 
+For reference, the same trainings as a plain Tune function trainable (`reuse_actors=True`, a checkpoint reported at
+each of the 5 evaluations, no MLflow, no sample grids) on the same cluster: plain_tune_overhead_s_per_trial is what
+Ray Tune itself costs here, the floor under ganforge's figure.
+
     .venv/bin/python bench/trial_overhead.py [--steps N] [--trials 8] [--ddp-trials 2]
 """
 from __future__ import annotations
@@ -44,17 +48,61 @@ registry: {{enabled: false, tracking_uri: "sqlite:///{storage}/mlflow.db"}}
 """
 
 
+def _plain_tune_trial(config: dict) -> None:
+    """The bare minimum a Tune trial of this training does: train, evaluate, checkpoint, report."""
+    import shutil
+
+    from ray import tune
+
+    from trainers.loop import GANTrainer
+
+    torch.set_num_threads(1)
+    cfg = config["cfg"].model_copy(deep=True)
+    cfg.train.seed = config["seed"]
+    trainer = GANTrainer(cfg)
+    try:
+        while trainer.step < cfg.train.steps:
+            stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
+            metrics = {**stats, **trainer.evaluate()}
+            directory = tempfile.mkdtemp(prefix="plain-ckpt-")
+            trainer.save_checkpoint(directory)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+            shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        trainer.close()
+
+
+def plain_tune_wall(cfg, trials: int, storage: str) -> float:
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_resources(_plain_tune_trial, {"cpu": 1}),
+        param_space={"cfg": cfg, "seed": tune.grid_search(list(range(trials)))},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, name="plain", verbose=0),
+    )
+    t0 = time.perf_counter()
+    results = tuner.fit()
+    wall = time.perf_counter() - t0
+    assert not results.errors, results.errors
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=1500, help="generator steps per trial (~5 s here)")
+    parser.add_argument("--steps", type=int, default=2300, help="generator steps per trial (~5 s on this 2-core machine)")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--ddp-trials", type=int, default=2, help="multi-worker (TorchTrainer) trials; 0 skips them")
+    parser.add_argument("--no-plain-tune", action="store_true", help="skip the plain Tune reference")
     args = parser.parse_args()
     concurrency = os.cpu_count() or 2
 
     with tempfile.TemporaryDirectory() as tmp:
         job = load_job_text(JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.trials)),
                                        storage=tmp))
+        import ray
+        from ray import tune  # noqa: F401  (imported before timing, like the serial loop's torch)
+
         from orchestrator.runner import init_ray, prepare_data, run_job
 
         from orchestrator.tracking import client_for
@@ -71,6 +119,7 @@ def main() -> None:
         outcome = run_job(job, stream=io.StringIO())
         wall = time.perf_counter() - t0
         assert all(o.status == "done" for o in outcome.ranking), [o.status for o in outcome.ranking]
+        trial_pids = {int(o.result.metrics["pid"]) for o in outcome.ranking}
 
         torch.set_num_threads(1)
         t0 = time.perf_counter()
@@ -79,6 +128,8 @@ def main() -> None:
             cfg.train.seed = seed
             train(cfg)
         serial = time.perf_counter() - t0
+
+        plain_wall = None if args.no_plain_tune else plain_tune_wall(job.spec.gan_config(), args.trials, f"{tmp}/plain")
 
         ddp_wall = None
         if args.ddp_trials:
@@ -94,8 +145,12 @@ def main() -> None:
 
     overhead = (concurrency * wall - serial) / args.trials
     print(f"trials={args.trials} concurrency={concurrency} setup_s={setup_s:.2f} ganforge_wall_s={wall:.2f} "
-          f"serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f}", file=sys.stderr)
+          f"serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f} "
+          f"trial_processes={len(trial_pids)}", file=sys.stderr)
     summary = f"overhead_s_per_trial={overhead:.3f} speedup_vs_serial={serial / wall:.2f}"
+    if plain_wall is not None:
+        print(f"plain_tune_wall_s={plain_wall:.2f}", file=sys.stderr)
+        summary += f" plain_tune_overhead_s_per_trial={(concurrency * plain_wall - serial) / args.trials:.3f}"
     if ddp_wall is not None:
         ddp_overhead = (ddp_wall - args.ddp_trials * serial / args.trials) / args.ddp_trials
         print(f"ddp_trials={args.ddp_trials} workers_per_trial=2 ddp_wall_s={ddp_wall:.2f}", file=sys.stderr)

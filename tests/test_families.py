@@ -183,6 +183,18 @@ def test_stylegan_noise_mixing_and_truncation():
     assert g.num_ws == 5 and a.shape == (3, 1, 16, 16)  # 4x4 layer + two per octave (8, 16 px)
 
 
+def test_stylegan_trains_and_samples_under_bf16_autocast():
+    # train.precision: bf16 autocasts G's forward on GPU; the running average of w must stay fp32 (an H100 run
+    # failed here: lerp_ of the fp32 buffer with a bf16 mean). CPU autocast reproduces the dtype mix.
+    g = StyleGANGenerator(latent_dim=8, channels=1, image_size=8, width=8, mapping_layers=2, style_mixing=0.9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g.train()
+        assert g(torch.randn(4, 8)).shape == (4, 1, 8, 8)
+        g.eval()
+        assert g(torch.randn(4, 8), truncation=0.7).shape == (4, 1, 8, 8)
+    assert g.w_avg.dtype == torch.float32
+
+
 @pytest.mark.parametrize("family", ["stylegan", "cgan"])
 def test_same_seed_same_weights_and_exact_resume(cache, tmp_path, family):
     cfg = digits(family, ema_decay=0.9)

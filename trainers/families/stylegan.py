@@ -146,9 +146,9 @@ class StyleGANGenerator(Generator):
         w = self.map(z)
         if self.training:
             with torch.no_grad():
-                self.w_avg.lerp_(w.detach().mean(dim=0), 1 - W_AVG_BETA)
+                self.w_avg.lerp_(w.detach().float().mean(dim=0), 1 - W_AVG_BETA)  # fp32 under bf16 autocast too
         if truncation is not None and truncation != 1:
-            w = self.w_avg.lerp(w, truncation)
+            w = self.w_avg.lerp(w.float(), truncation)
         ws = w[:, None, :].expand(-1, self.num_ws, -1)
         if self.training and self.style_mixing > 0 and self.num_ws > 1:
             rng = self.noise_rng

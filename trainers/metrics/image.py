@@ -18,8 +18,6 @@ from typing import Any, Iterator
 
 import torch
 from torch import Tensor
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from trainers.data.info import DataInfo
 from trainers.metrics import feature_net as fn
@@ -84,6 +82,11 @@ class ImageEvaluator(Evaluator):
         self.net.to(self.device)
         self.extractor = fn.FeatureExtractor(self.net)
         self.labelled = self.net.num_classes > 0
+
+        # Imported here, not at module level: torchmetrics pulls in scipy.signal and its audio metrics (~1 s per
+        # process), which point-cloud trials never need.
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
 
         reference_size = min(len(x), num_samples)
         with warnings.catch_warnings():  # KID warns that it keeps all features in memory: a few hundred kB here

@@ -23,15 +23,16 @@ class OptimizerKind:
 OPTIMIZERS: Registry[OptimizerKind] = Registry("train.optimizer")
 
 
-def _fast_cpu(params: list[torch.nn.Parameter]) -> dict:
-    # The fused CPU kernel updates every tensor in one call: a plain per-parameter loop costs more than the update
-    # itself for small GANs. Elsewhere torch picks its own fast path.
-    return {"fused": True} if params and all(p.device.type == "cpu" for p in params) else {}
+def _fused(params: list[torch.nn.Parameter]) -> dict:
+    # The fused kernel updates every tensor in one call: per-tensor ops cost more than the update itself for small
+    # GANs (on CPU; on CUDA it is one launch instead of torch's default foreach launches). Other devices: torch's pick.
+    kinds = {p.device.type for p in params}
+    return {"fused": True} if len(kinds) == 1 and kinds <= {"cpu", "cuda"} else {}
 
 
 def _adam(params, lr: float, train: TrainConfig) -> torch.optim.Optimizer:
     params = list(params)
-    return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), **_fast_cpu(params))
+    return torch.optim.Adam(params, lr=lr, betas=(train.beta1, train.beta2), **_fused(params))
 
 
 def _adam_apply(group: dict, lr: float, train: TrainConfig) -> None:

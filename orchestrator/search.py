@@ -19,7 +19,7 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
-from ray.tune.search import Repeater, SearchAlgorithm, Searcher
+from ray.tune.search import ConcurrencyLimiter, Repeater, SearchAlgorithm, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator.spec.model import Distribution, JobSpec
@@ -123,19 +123,22 @@ def clip_to_space(config: dict[str, Any], space: dict[str, Distribution]) -> dic
     return config
 
 
-ALGORITHMS: Registry[Callable[["SearchPlan"], "SearchAlgorithm | Searcher"]] = Registry("search.algorithm")
+# (plan, max_concurrent or None) -> what Tune's `search_alg` takes. Each algorithm enforces the concurrency cap
+# itself: Tune ignores `max_concurrent_trials` for a search-algorithm instance such as the variant generator.
+ALGORITHMS: Registry[Callable[["SearchPlan", Optional[int]], "SearchAlgorithm | Searcher"]] = Registry("search.algorithm")
 
 
 @ALGORITHMS.register("random")
 @ALGORITHMS.register("grid")
-def _variants(plan: "SearchPlan") -> SearchAlgorithm:
+def _variants(plan: "SearchPlan", max_concurrent: Optional[int]) -> SearchAlgorithm:
     # constant_grid_search: random values are drawn once per sample and held across grid points, so the seeds of
     # one configuration (a grid over train.seed) share every other hyperparameter.
-    return BasicVariantGenerator(constant_grid_search=True, random_state=plan.spec.search.random_seed)
+    return BasicVariantGenerator(constant_grid_search=True, random_state=plan.spec.search.random_seed,
+                                 max_concurrent=max_concurrent or 0)
 
 
 @ALGORITHMS.register("optuna")
-def _optuna(plan: "SearchPlan") -> Searcher:
+def _optuna(plan: "SearchPlan", max_concurrent: Optional[int]) -> Searcher:
     try:
         from ray.tune.search.optuna import OptunaSearch
     except ImportError as exc:  # optuna is an extra: pip install 'ganforge[search]'
@@ -145,7 +148,9 @@ def _optuna(plan: "SearchPlan") -> Searcher:
     searcher = OptunaSearch(seed=plan.spec.search.random_seed)
     seeds = plan.spec.search.seeds
     # Repeater runs each suggestion `seeds` times (config gets __trial_index__) and reports their mean to Optuna.
-    return Repeater(searcher, repeat=seeds, set_index=True) if seeds > 1 else searcher
+    if seeds > 1:
+        searcher = Repeater(searcher, repeat=seeds, set_index=True)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
 
 
 def natural_mode(metric: str) -> str:
@@ -219,8 +224,8 @@ class SearchPlan:
             space[SEED_KEY] = tune.grid_search([base + i for i in range(seeds)])
         return space
 
-    def search_algorithm(self):
-        return ALGORITHMS.get(self.spec.search.algorithm)(self)
+    def search_algorithm(self, max_concurrent: Optional[int] = None):
+        return ALGORITHMS.get(self.spec.search.algorithm)(self, max_concurrent)
 
     def scheduler(self) -> TrialScheduler:
         return SCHEDULERS.get(self.spec.search.scheduler)(self)
@@ -254,10 +259,9 @@ class SearchPlan:
             metric=self.metric,
             mode=self.mode,
             scheduler=self.scheduler(),
-            search_alg=self.search_algorithm(),
+            search_alg=self.search_algorithm(self.concurrency(cluster_cpus)),
             # Optuna's Repeater counts each repeat as a sample; the variant generator multiplies by the seed grid.
             num_samples=self.spec.search.num_samples * (self.spec.search.seeds if self.spec.search.algorithm == "optuna" else 1),
-            max_concurrent_trials=self.concurrency(cluster_cpus),
             # Reusing trial processes skips a worker start and `import torch` per trial (GUIDE: 4.6 s -> 1.1 s).
             # Not for DDP trials: killing a stopped trial's process is what tears its worker group down.
             reuse_actors=not self.distributed,

@@ -312,3 +312,16 @@ def test_gpu_request_without_gpus_is_a_one_line_error(ray_local, tmp_path, mlflo
     _, parent = parent_run(mlflow_sqlite_uri, name)
     assert parent.info.status == "FAILED"
     assert not list((tmp_path / "results").glob("*/trial_*")), "no trial may start"
+
+
+def test_max_concurrent_caps_a_random_search(ray_local, tmp_path, mlflow_sqlite_uri, cache_dir):
+    # Tune ignores TuneConfig.max_concurrent_trials for a search-algorithm instance (the variant generator behind
+    # random/grid): the cap must reach the generator itself. With one trial at a time on 2 CPUs and reused trial
+    # processes, every trial runs in the same process; uncapped, two processes would share them.
+    body = ("train: {steps: 20, eval_every: 10, eval_samples: 200, ema_decay: 0.0}\n"
+            "search: {scheduler: fifo, num_samples: 3, max_concurrent: 1, space: {train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}}\n"
+            "resources: {cpus_per_trial: 1}\n")
+    outcome, _ = run("gf5-cap", body, tmp_path, mlflow_sqlite_uri, cache_dir)
+    assert [o.status for o in outcome.ranking] == ["done"] * 3
+    pids = {r["pid"] for records in reports(outcome.run_path).values() for r in records}
+    assert len(pids) == 1, pids

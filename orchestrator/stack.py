@@ -80,7 +80,7 @@ def _stat(pid: int) -> Optional[tuple[str, int, int]]:
     return fields[0], int(fields[1]), int(fields[2])
 
 
-def _group_pids(pgid: int) -> list[int]:
+def group_pids(pgid: int) -> list[int]:
     """Live members of a process group plus their descendants in other groups (Ray workers call setsid)."""
     if not Path("/proc/self/stat").exists():  # not Linux: the group leader is all we can see
         try:
@@ -145,13 +145,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except OSError:
         pass
-    _signal_all(_group_pids(pgid), sig)
+    _signal_all(group_pids(pgid), sig)
 
 
 def _wait_gone(pgid: int, timeout_s: float, pid: Optional[int] = None) -> bool:
     """Wait until the group (or only `pid` in it) has no live process left."""
     deadline = time.monotonic() + timeout_s
-    while (pids := _group_pids(pgid)) and (pid is None or pid in pids):
+    while (pids := group_pids(pgid)) and (pid is None or pid in pids):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
@@ -165,10 +165,10 @@ def stop_group(pgid: int, grace_s: float = STOP_GRACE_S) -> None:
     ~3 s; signalling every Ray process at once takes the whole grace period). Others (`mlflow server`) exit at once
     and leave their workers, which the group signal then reaches.
     """
-    if pgid in _group_pids(pgid):
+    if pgid in group_pids(pgid):
         _signal_all([pgid], signal.SIGTERM)
         _wait_gone(pgid, grace_s / 2, pid=pgid)
-    if _group_pids(pgid):
+    if group_pids(pgid):
         _signal_group(pgid, signal.SIGTERM)
         if not _wait_gone(pgid, grace_s / 2):
             _signal_group(pgid, signal.SIGKILL)
@@ -225,7 +225,7 @@ class Service:
         With the leader gone, processes left in its group are still ours: Linux does not hand out a pid that is
         still some group's id. A live leader running something else is a stranger that reused the pid.
         """
-        orphans = _stat(self.pid) is None and bool(_group_pids(self.pid))
+        orphans = _stat(self.pid) is None and bool(group_pids(self.pid))
         if self.running() or orphans:
             stop_group(self.pid, grace_s)
             return True

@@ -77,10 +77,15 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
+def quiet_ray_logs() -> None:
+    """Per-checkpoint INFO lines of Ray Train/Tune in a trial process would flood the driver's console."""
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable."""
-    for name in ("ray.train", "ray.tune"):  # per-checkpoint INFO lines would flood the driver's console
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_ray_logs()
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)

@@ -1,13 +1,16 @@
 """Issue 5, multi-worker trials: `resources.workers_per_trial: 2` runs a Ray TorchTrainer (DDP over gloo on CPU)
-inside the Tune trial, on a cluster with exactly the CPUs its workers ask for, and registers the result.
+inside the Tune trial, on a cluster with exactly the CPUs its workers ask for, and registers the result; PBT exploits
+across such trials.
 
-One tiny ring-8 job through `run_job` on an embedded 2-CPU Ray: 2 workers x 1 CPU leaves nothing for the Tune
-function, which must therefore hold no CPU of its own.
+Tiny ring-8 jobs through `run_job` on one embedded 2-CPU Ray shared by the module: 2 workers x 1 CPU leaves nothing
+for the Tune function, which must therefore hold no CPU of its own.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,26 +30,49 @@ resources: {{cpus_per_trial: 1, workers_per_trial: 2}}
 storage: {{uri: "{tmp}/results"}}
 registry: {{model_name: gf5-ddp, tracking_uri: "{tracking_uri}"}}
 """
+# What Ray Train's controller and workers print at INFO for every start and every report, unless quietened; and
+# the traceback of Ray Train's placement-group cleaner, which cannot reach the State API of an embedded cluster.
+TRAIN_NOISE = ("Requesting resources", "Started training worker group", "Reporting training result",
+               "Checkpoint successfully created", "Setting up process group", "(PlacementGroupCleaner pid=")
 
 
 @pytest.fixture(scope="module")
-def ddp_job(tmp_path_factory, mlflow_sqlite_uri):
+def ray_local():
+    """One embedded Ray for the module: each `run_job` joins it instead of paying a Ray start."""
     import ray
-
-    from orchestrator.runner import run_job
 
     assert not ray.is_initialized(), "another test left Ray initialised in this process"
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
+    yield
+    ray.shutdown()
+
+
+class _Tee(io.TextIOBase):
+    """Keeps a copy of what is written (Ray prints worker output through the driver's sys.stdout/sys.stderr)."""
+
+    def __init__(self, target, copy: io.StringIO) -> None:
+        self.target, self.copy = target, copy
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@pytest.fixture(scope="module")
+def ddp_job(ray_local, tmp_path_factory, mlflow_sqlite_uri):
+    from orchestrator.runner import run_job
+
     tmp = tmp_path_factory.mktemp("ddp")
-    try:
-        job = load_job_text(JOB.format(batch=BATCH, steps=STEPS, eval_every=EVAL_EVERY, tmp=tmp,
-                                       tracking_uri=mlflow_sqlite_uri))
-        stream = io.StringIO()
+    job = load_job_text(JOB.format(batch=BATCH, steps=STEPS, eval_every=EVAL_EVERY, tmp=tmp,
+                                   tracking_uri=mlflow_sqlite_uri))
+    stream, console = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, console)), contextlib.redirect_stderr(_Tee(sys.stderr, console)):
         outcome = run_job(job, stream=stream, cache_dir=str(tmp / "cache"))
-    finally:
-        ray.shutdown()
-    return tmp, outcome, stream.getvalue()
+    return tmp, outcome, stream.getvalue(), console.getvalue()
 
 
 def reports(run_path: str) -> list[dict]:
@@ -55,7 +81,7 @@ def reports(run_path: str) -> list[dict]:
 
 
 def test_two_worker_trial_trains_and_registers(ddp_job):
-    _, outcome, out = ddp_job
+    _, outcome, out, _ = ddp_job
     (trial,) = outcome.ranking
     assert trial.status == "done" and trial.step == STEPS and trial.value is not None
     assert outcome.registered is not None and outcome.registered.promoted
@@ -66,7 +92,7 @@ def test_two_worker_trial_trains_and_registers(ddp_job):
 
 
 def test_each_rank_trains_on_its_own_half_of_the_data(ddp_job):
-    tmp, outcome, _ = ddp_job
+    tmp, outcome, _, _ = ddp_job
     from trainers.data import open_dataset
 
     rows = open_dataset("builtin:ring8", cache_dir=str(tmp / "cache")).info.num_rows
@@ -77,9 +103,9 @@ def test_each_rank_trains_on_its_own_half_of_the_data(ddp_job):
 
 
 def test_checkpoints_come_from_rank_0_and_reach_tune(ddp_job):
-    _, outcome, _ = ddp_job
+    _, outcome, _, _ = ddp_job
     (trial,) = outcome.ranking
-    train_runs = list(Path(outcome.run_path, "train").glob(f"ddp-*{trial.trial_id}"))
+    train_runs = list(Path(outcome.run_path, "train").glob(f"ddp-{trial.trial_id}-*"))
     assert len(train_runs) == 1
     # One checkpoint per evaluation: rank 0 writes it, the other rank reports without one.
     written = sorted(p for p in train_runs[0].glob("checkpoint_*") if p.is_dir())
@@ -92,10 +118,16 @@ def test_checkpoints_come_from_rank_0_and_reach_tune(ddp_job):
     assert {p.name for p in Path(best.path).iterdir()} >= {"generator.safetensors", "generator.json", "state.pt"}
 
 
+def test_ray_train_info_lines_stay_off_the_console(ddp_job):
+    *_, console = ddp_job
+    flood = [line for line in console.splitlines() if any(text in line for text in TRAIN_NOISE)]
+    assert not flood, "Ray Train's per-run and per-report lines reached the console:\n" + "\n".join(flood[:5])
+
+
 def test_the_trial_is_tracked_in_mlflow(ddp_job, mlflow_sqlite_uri):
     from mlflow import MlflowClient
 
-    _, outcome, _ = ddp_job
+    _, outcome, _, _ = ddp_job
     client = MlflowClient(tracking_uri=mlflow_sqlite_uri)
     experiment = client.get_experiment_by_name("ganforge/gf5-ddp")
     (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
@@ -103,3 +135,132 @@ def test_the_trial_is_tracked_in_mlflow(ddp_job, mlflow_sqlite_uri):
     assert child.data.metrics["workers"] == 2.0 and child.data.metrics["step"] == STEPS
     version = client.get_model_version("gf5-ddp", outcome.registered.version)
     assert version.tags["trial_id"] == outcome.ranking[0].trial_id
+
+
+class TrainController:
+    """Stands in for Ray Train's controller actor (the sweep recognises it by this class name)."""
+
+    def reserve(self) -> str:
+        import ray
+        from ray.util.placement_group import placement_group
+
+        group = placement_group([{"CPU": 1}])
+        ray.get(group.ready())
+        return group.id.hex()
+
+
+def test_a_dead_controllers_worker_group_is_released(ray_local):
+    """Tune stops a DDP trial by ending its process: the Train controller dies with it, but Ray keeps the placement
+    group the controller reserved for its workers until the job ends. The next trial must not wait for it forever."""
+    import time
+
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from orchestrator.ddp_trial import release_orphaned_worker_groups
+
+    kept = placement_group([{"CPU": 0.5}])  # the driver's own (as Tune's trial groups are): never touched
+    ray.get(kept.ready())
+    controller = ray.remote(num_cpus=0)(TrainController).remote()
+    orphan = ray.get(controller.reserve.remote())
+    ray.kill(controller)
+    deadline = time.monotonic() + 30
+    while not release_orphaned_worker_groups():
+        assert time.monotonic() < deadline, "the dead controller's placement group was never released"
+        time.sleep(0.5)
+    assert placement_group_table()[orphan]["state"] == "REMOVED"
+    assert placement_group_table()[kept.id.hex()]["state"] == "CREATED"
+    ray.util.remove_placement_group(kept)
+
+
+# ------------------------------------------------------------------ PBT across multi-worker trials
+# A DDP trial holds no resources in Tune (its TorchTrainer reserves the workers'), so PBT only sees a population that
+# runs at once: two trials of 2 workers x 0.5 CPU fill the 2 CPUs. They are ranked by the learning rate they apply,
+# a stand-in score that orders them the same at every evaluation (a few GAN steps rank by chance): at its first
+# perturbation point after the other has reported, the trial with the lower lr copies the other. Search seed 0 gives
+# the first trial (which starts first) the higher lr, so the copying one is the one that tends to lag.
+PBT_STEPS, PBT_EVAL_EVERY = 90, 30
+PBT_JOB = """\
+name: gf5-ddp-pbt
+data: {{uri: "builtin:ring8", batch_size: 64}}
+model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
+train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 500, ema_decay: 0.0}}
+search:
+  scheduler: pbt
+  num_samples: 2
+  random_seed: 0
+  metric: applied_lr_g
+  mode: max
+  space:
+    train.lr_g: {{loguniform: [1.0e-4, 1.0e-2]}}
+  pbt: {{perturbation_interval: 1, quantile_fraction: 0.5, resample_probability: 0.0}}
+resources: {{cpus_per_trial: 0.5, workers_per_trial: 2}}
+storage: {{uri: "{tmp}/results"}}
+registry: {{enabled: false, model_name: gf5-ddp-pbt, tracking_uri: "{tracking_uri}"}}
+"""
+PROVENANCE = ("fingerprint", "restored_fingerprint", "restored_step", "applied_lr_g", "workers", "pid")
+
+
+@pytest.fixture(scope="module")
+def ddp_pbt_job(ray_local, tmp_path_factory, mlflow_sqlite_uri):
+    from orchestrator.pbt_lineage import collect_policy
+    from orchestrator.runner import run_job
+
+    tmp = tmp_path_factory.mktemp("ddp-pbt")
+    job = load_job_text(PBT_JOB.format(steps=PBT_STEPS, eval_every=PBT_EVAL_EVERY, tmp=tmp,
+                                       tracking_uri=mlflow_sqlite_uri))
+    outcome = run_job(job, stream=io.StringIO(), cache_dir=str(tmp / "cache"))
+    return outcome, collect_policy(outcome.run_path)
+
+
+def trial_reports(run_path: str, tracking_uri: str, job: str) -> dict[str, list[dict]]:
+    """Every report of every trial that either record kept, by (process, step): under PBT neither is a full history.
+    Tune's result.json of a restarted trial loses the report that triggered the restart; a trial process stopped by
+    PBT may end before its MLflow batches are flushed."""
+    from mlflow import MlflowClient
+
+    out: dict[str, dict[tuple, dict]] = {}
+    for path in Path(run_path).glob("trial_*/result.json"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                kept = {k: r[k] for k in ("step", *PROVENANCE) if k in r}
+                out.setdefault(path.parent.name.removeprefix("trial_"), {})[(r["pid"], r["step"])] = kept
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(f"ganforge/{job}")
+    for child in client.search_runs([experiment.experiment_id]):
+        if "mlflow.parentRunId" not in child.data.tags:
+            continue
+        by_report: dict[tuple[int, int], dict] = {}  # one batch per report: same timestamp and step
+        for key in PROVENANCE:
+            for m in client.get_metric_history(child.info.run_id, key):
+                by_report.setdefault((m.timestamp, m.step), {"step": float(m.step)})[key] = m.value
+        records = out.setdefault(child.data.tags["ganforge.trial_id"], {})
+        for r in by_report.values():
+            records.setdefault((r["pid"], r["step"]), r)
+    return {trial: sorted(records.values(), key=lambda r: r["step"]) for trial, records in out.items()}
+
+
+def test_pbt_exploit_copies_the_donors_ddp_state_and_applies_the_recipients_lr(ddp_pbt_job, mlflow_sqlite_uri):
+    outcome, policy = ddp_pbt_job
+    assert policy, "PBT made no exploit between the two multi-worker trials"
+    assert len(outcome.ranking) == 2 and all(o.status == "done" and o.step == PBT_STEPS for o in outcome.ranking)
+    by_trial = trial_reports(outcome.run_path, mlflow_sqlite_uri, "gf5-ddp-pbt")
+    assert all(r["workers"] == 2.0 for records in by_trial.values() for r in records)
+    verified = 0
+    for exploit in policy:
+        recipient, donor = by_trial[exploit["recipient"]], by_trial[exploit["donor"]]
+        new, old = exploit["new_config"]["train.lr_g"], exploit["donor_config"]["train.lr_g"]
+        assert new != pytest.approx(old, rel=1e-9), "explore did not mutate lr_g"
+        donor_step = exploit["donor_iteration"] * PBT_EVAL_EVERY
+        (checkpointed,) = {d["fingerprint"] for d in donor if d["step"] == donor_step}
+        # The recipient's reports after its ranks restored what the donor's rank 0 checkpointed at that step.
+        copied = [r for r in recipient if r.get("restored_step") == donor_step
+                  and r["restored_fingerprint"] == pytest.approx(checkpointed, rel=1e-12)]
+        for r in copied:
+            assert r["step"] > donor_step, "it did not train on from the donor's state"
+            # ray-project/ray#62173: the donor's optimizer state carries the donor's lr; the trial must use its own.
+            assert r["applied_lr_g"] == pytest.approx(new, rel=1e-9), \
+                f"after copying {exploit['donor']}, {exploit['recipient']} trained with lr_g {r['applied_lr_g']}, not {new}"
+        verified += bool(copied)
+    assert verified, f"no recipient report shows a copied state: {policy}"

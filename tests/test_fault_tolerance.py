@@ -22,8 +22,8 @@ from typing import Callable, Optional, TypeVar
 
 import pytest
 
-# _group_pids: a node's processes, including the workers that left its process group (see orchestrator.stack).
-from orchestrator.stack import RayPorts, Service, _group_pids, child_env, spawn, start_ray_head, stop_group, venv_bin
+# group_pids: a node's processes, including the workers that left its process group (see orchestrator.stack).
+from orchestrator.stack import RayPorts, Service, child_env, group_pids, spawn, start_ray_head, stop_group, venv_bin
 
 OBJECT_STORE_BYTES = 256 * 1024**2
 # The GCS declares a silent node dead after failure_threshold missed health checks (defaults: 5, every 3 s, each
@@ -307,7 +307,7 @@ def start_worker_node(head: Head, workdir: Path, num_cpus: int) -> int:
     pgid = spawn(argv, log, child_env({"RAY_AUTH_MODE": "disabled", "GANFORGE_CACHE": str(head.cache)}), workdir)
     deadline = time.monotonic() + 90
     while "Ray runtime started" not in (log.read_text(errors="replace") if log.exists() else ""):
-        if not _group_pids(pgid) or time.monotonic() > deadline:
+        if not group_pids(pgid) or time.monotonic() > deadline:
             stop_group(pgid)
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             pytest.fail(f"worker node did not start:\n{tail}")
@@ -317,7 +317,7 @@ def start_worker_node(head: Head, workdir: Path, num_cpus: int) -> int:
 
 def kill_node(pgid: int) -> set[int]:
     """SIGKILL every process of a node at once (raylet, its workers and agents), as a lost machine would."""
-    pids = set(_group_pids(pgid))
+    pids = set(group_pids(pgid))
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -336,7 +336,7 @@ def test_search_finishes_on_the_head_after_losing_its_worker_node(head, tmp_path
         with running_ganforge(tmp_path, head, "run", "job.yaml") as proc:
 
             def trial_on_the_worker():
-                node_pids = set(_group_pids(pgid))
+                node_pids = set(group_pids(pgid))
                 return [t for t, records in reports(tmp_path).items()
                         if records and int(records[-1]["pid"]) in node_pids and records[-1]["step"] < STEPS]
 

@@ -131,15 +131,15 @@ def test_stopping_a_service_whose_leader_died_still_stops_what_it_left_running(s
     import signal
     import sys
 
-    from orchestrator.stack import Service, _group_pids, spawn
+    from orchestrator.stack import Service, group_pids, spawn
 
     argv = ["/bin/sh", "-c", f"{sys.executable} -c 'import time; time.sleep(120)' & wait"]
     leader = spawn(argv, stack_dir / "leader.log", dict(os.environ), stack_dir)
     service = Service("fake", leader, argv, "http://127.0.0.1:1", "http://127.0.0.1:1/", str(stack_dir / "leader.log"))
-    while len(_group_pids(leader)) < 2:  # the leader and its sleeping child
+    while len(group_pids(leader)) < 2:  # the leader and its sleeping child
         time.sleep(0.05)
     os.kill(leader, signal.SIGKILL)
     os.waitpid(leader, 0)
-    assert not service.running() and _group_pids(leader)
+    assert not service.running() and group_pids(leader)
     assert service.stop() is True
-    assert _group_pids(leader) == []
+    assert group_pids(leader) == []

@@ -117,7 +117,7 @@ class ResourcesConfig(Section):
 
 class StorageConfig(Section):
     uri: Optional[str] = Field(None, description="Where results and checkpoints go (local path or s3://); null = ./ganforge-results/<name>.")
-    checkpoints_to_keep: int = Field(2, ge=1, description="Checkpoints kept per trial (the best by the metric and the latest).")
+    checkpoints_to_keep: int = Field(2, ge=1, description="Checkpoints kept per trial (the best by the metric and the latest). Ignored by scheduler pbt, which keeps them all: a recipient copies a donor's checkpoint some reports after it was written.")
 
 
 class RegistryConfig(Section):

@@ -246,7 +246,12 @@ class SearchPlan:
         return {"cpu": r.cpus_per_trial, "gpu": gpus}
 
     def concurrency(self, cluster_cpus: float) -> int | None:
-        """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds."""
+        """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds.
+
+        None for PBT: a cap counts paused trials as live, so a population larger than the cap would never meet
+        (later members start only when earlier ones finish); resources bound how many members train at once."""
+        if self.spec.search.scheduler == "pbt":
+            return None
         if self.spec.search.max_concurrent:
             return self.spec.search.max_concurrent
         if self.distributed:

@@ -90,6 +90,7 @@ search:
   pbt: {perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: 0.0}
   # More trials than slots: PBT pauses each at its perturbation points and lets the others catch up, so the
   # population meets however staggered the trial processes start (unpaused, a fast trial can finish alone).
+  # max_concurrent is ignored under PBT (a cap would keep members 3 and 4 waiting until 1 and 2 finish).
   max_concurrent: 2
 resources: {cpus_per_trial: 1}
 """
@@ -325,3 +326,16 @@ def test_max_concurrent_caps_a_random_search(ray_local, tmp_path, mlflow_sqlite_
     assert [o.status for o in outcome.ranking] == ["done"] * 3
     pids = {r["pid"] for records in reports(outcome.run_path).values() for r in records}
     assert len(pids) == 1, pids
+
+
+def test_pbt_keeps_its_whole_population_live_whatever_max_concurrent_says():
+    from orchestrator.search import SearchPlan
+
+    def plan(scheduler: str) -> SearchPlan:
+        text = ("name: cap\ndata: {uri: builtin:ring8}\nmodel: {family: gan}\n"
+                f"search: {{scheduler: {scheduler}, num_samples: 4, max_concurrent: 2, "
+                "space: {train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}}\n")
+        return SearchPlan.from_spec(load_job_text(text).spec)
+
+    assert plan("asha").tune_config(cluster_cpus=8).search_alg.max_concurrent == 2
+    assert plan("pbt").tune_config(cluster_cpus=8).search_alg.max_concurrent == 0

@@ -81,7 +81,7 @@ class SearchConfig(Section):
         default_factory=dict,
         description="Searched fields: dotted spec path (e.g. train.lr_g) -> distribution. Join paths with ',' to search them together as tuples.",
     )
-    max_concurrent: Optional[int] = Field(None, ge=1, description="Cap on trials running at once; null = as many as resources allow.")
+    max_concurrent: Optional[int] = Field(None, ge=1, description="Cap on trials running at once; null = as many as resources allow. PBT ignores it: its whole population stays live, resources bound how many train at once.")
     asha: AshaConfig = Field(default_factory=AshaConfig, description="ASHA parameters (scheduler: asha).")
     median: MedianConfig = Field(default_factory=MedianConfig, description="Median stopping rule parameters (scheduler: median).")
     pbt: PBTConfig = Field(default_factory=PBTConfig, description="Population based training parameters (scheduler: pbt).")

@@ -2,8 +2,8 @@
 reaches a target score, on ring-8 and on digits.
 
 Each search is a real `run_job` on one embedded Ray (2 trials at a time on 2 cores). All three share the job, the
-search space (lr_g, lr_d log-uniform over three decades, where most samples train badly or slowly) and the search
-seed, so they start from the same sampled configurations. The count comes from the trials' MLflow runs, where every
+search space (lr_g, lr_d log-uniform over 3.5 decades and beta1 in {0, 0.5, 0.9}: a stability search where most
+samples train badly, slowly or diverge) and the search seed, so they start from the same sampled configurations. The count comes from the trials' MLflow runs, where every
 report is logged with the time it was made: sort all reports of the search by time, and count those up to and
 including the first one at or better than the target (a PBT recipient re-training from a donor's checkpoint counts
 again: that is compute spent). A search that never reaches the target is charged everything it spent (">=").
@@ -11,10 +11,10 @@ again: that is compute spent). A search that never reaches the target is charged
 Which configurations a seed happens to sample first decides much of one search's count (random search is as quick as
 any when its first trial is a good one), so each comparison is repeated for several search seeds and summed.
 
-    .venv/bin/python bench/search_efficiency.py [--datasets ring8,digits] [--seeds 0,1] [--samples 12]
+    .venv/bin/python bench/search_efficiency.py [--datasets ring8,digits] [--seeds 0,1] [--samples 24]
                                                 [--pbt-population 4]
 
-PBT runs a population of 4 (on 2 slots it time-shares them); random search and ASHA sample 12 configurations, the
+PBT runs a population of 4 (on 2 slots it time-shares them); random search and ASHA sample 24 configurations, the
 first 4 of which are PBT's population.
 
 The last line is `asha_vs_random=… pbt_vs_random=…`: iterations to each data set's first (harder) target, summed over
@@ -42,10 +42,13 @@ search:
   scheduler: {scheduler}
   num_samples: {samples}
   random_seed: {seed}
+  metric: {metric}
+  mode: {mode}
   max_concurrent: 2
   space:
-    train.lr_g: {{loguniform: [1.0e-5, 1.0e-2]}}
-    train.lr_d: {{loguniform: [1.0e-5, 1.0e-2]}}
+    train.lr_g: {{loguniform: [1.0e-5, 3.0e-2]}}
+    train.lr_d: {{loguniform: [1.0e-5, 3.0e-2]}}
+    train.beta1: {{choice: [0.0, 0.5, 0.9]}}
   asha: {{grace_period: 1, reduction_factor: 3}}
   pbt: {{perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: 0.25}}
 resources: {{cpus_per_trial: 1}}
@@ -65,24 +68,32 @@ class Benchmark:
     name: str
     job: str
     metric: str
+    mode: str  # "min": reach metric <= target; "max": metric >= target
     targets: tuple[float, ...]
+
+    def reached(self, value: float, target: float) -> bool:
+        return value <= target if self.mode == "min" else value >= target
+
+    def best(self, values: list[float]) -> float:
+        return min(values) if self.mode == "min" else max(values)
 
 
 BENCHMARKS = {
-    # PacGAN's ring: reverse KL of the mode histogram (ln 8 = 2.08 when everything falls in one mode or none is hit);
-    # 0.15 needs all 8 modes with nearly even mass, which only well-tuned trials reach in 2000 steps.
+    # PacGAN's ring, scored by mode_hq = modes/8 x HQ %: a generator must cover every mode AND put its samples
+    # within 3 sigma of one. With this small MLP and 2000 steps, 24 random configurations of this space reached at
+    # best 18 (calibration run, seed 0), so 25 needs a configuration tuned beyond what random sampling finds.
     "ring8": Benchmark("ring8", """\
 data: {uri: "builtin:ring8", batch_size: 128}
 model: {family: gan, latent_dim: 2, width: 64, depth: 2}
 train: {steps: 2000, eval_every: 200, eval_samples: 2500, ema_decay: 0.0}
-""", "reverse_kl", (0.15, 0.3)),
+""", "mode_hq", "max", (25.0, 15.0)),
     # 8x8 digits, FID in the domain feature net's space: real-vs-real ~0.5, good trials ~1-2 after 600 steps, a
     # barely trained generator ~40.
     "digits": Benchmark("digits", """\
 data: {uri: "builtin:digits", batch_size: 64}
 model: {family: dcgan, latent_dim: 16, width: 16}
 train: {steps: 600, eval_every: 100, eval_samples: 1000, ema_decay: 0.0}
-""", "fid", (2.0, 5.0)),
+""", "fid", "min", (2.0, 5.0)),
 }
 
 
@@ -91,10 +102,11 @@ class SearchCost:
     scheduler: str
     reports: list[float]  # the metric of every report of the search, in the order they were made
     wall_s: float
+    bench: Benchmark
 
     def to_target(self, target: float) -> Optional[int]:
-        """Reports up to and including the first at or below target; None if none was."""
-        return next((i for i, value in enumerate(self.reports, 1) if value <= target), None)
+        """Reports up to and including the first that reaches target; None if none did."""
+        return next((i for i, value in enumerate(self.reports, 1) if self.bench.reached(value, target)), None)
 
     def charged(self, target: float) -> int:
         """What the comparison uses: iterations to target, or everything spent when it was never reached."""
@@ -122,12 +134,12 @@ def run_search(bench: Benchmark, scheduler: str, samples: int, seed: int, tmp: s
     from orchestrator.runner import run_job
 
     name = f"eff-{bench.name}-{scheduler}-{seed}"
-    text = COMMON.format(name=name, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp,
-                         tracking_uri=tracking_uri) + bench.job
+    text = COMMON.format(name=name, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric,
+                         mode=bench.mode, tracking_uri=tracking_uri) + bench.job
     started = time.perf_counter()
     run_job(load_job_text(text), stream=io.StringIO())
     wall = time.perf_counter() - started
-    return SearchCost(scheduler, reports_in_time_order(tracking_uri, f"ganforge/{name}", bench.metric), wall)
+    return SearchCost(scheduler, reports_in_time_order(tracking_uri, f"ganforge/{name}", bench.metric), wall, bench)
 
 
 def warm(job) -> None:
@@ -152,7 +164,7 @@ def ratio(cost: int, baseline: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="ring8,digits")
-    parser.add_argument("--samples", type=int, default=12, help="configurations per random/ASHA search")
+    parser.add_argument("--samples", type=int, default=24, help="configurations per random/ASHA search")
     parser.add_argument("--pbt-population", type=int, default=4,
                         help="PBT population: a few per slot (a population of 12 on 2 slots time-shares in lockstep "
                              "and spends ~4x random search's iterations before any trial gets deep)")
@@ -176,9 +188,10 @@ def main() -> None:
                 for scheduler, samples in (("fifo", args.samples), ("asha", args.samples), ("pbt", population)):
                     cost = run_search(bench, scheduler, samples, seed, tmp, tracking_uri)
                     results.setdefault((bench.name, seed), {})[scheduler] = cost
-                    hits = " ".join(f"to_{bench.metric}<={t:g}={cost.shown(t):>5s}" for t in bench.targets)
+                    op = "<=" if bench.mode == "min" else ">="
+                    hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
                     print(f"{bench.name:7s} seed={seed} {scheduler:5s} samples={samples:3d} {hits} "
-                          f"spent={len(cost.reports):4d} best={min(cost.reports):.3g} wall_s={cost.wall_s:.0f}",
+                          f"spent={len(cost.reports):4d} best={bench.best(cost.reports):.3g} wall_s={cost.wall_s:.0f}",
                           file=sys.stderr, flush=True)
     for line in summary(datasets, results):
         print(line)

@@ -4,7 +4,7 @@ Mixtures (ring-8, grid-25; 2,500 samples per score; mean +- standard error over 
   1. search: a random search over the stability knobs in SPACE with successive halving (as ASHA does): each
      configuration trains with a few search seeds (disjoint from the protocol's) for `--search-steps`, the best
      third again for the full `--steps`; configurations are ranked by the median over seeds of
-     modes/K x HQ (then reverse KL), a diverged seed counting as the worst score;
+     modes/K x HQ (the mixture suite's `mode_hq`; then reverse KL), a diverged seed counting as the worst score;
   2. protocol rows: `gan`, `gan` with pack 2, `wgan-gp` and the configuration the search selected, each trained
      for `--steps` with seeds 0..N-1.
 Digits: every family trained `--digits-steps` on builtin:digits with a few seeds; FID and KID (domain feature
@@ -34,6 +34,7 @@ import torch
 
 from trainers.config import GANConfig
 from trainers.loop import GANTrainer, TrainingDiverged
+from trainers.metrics.mixture import mode_hq
 
 # The shared mixture setup: PacGAN's latent size and batch size scale, smaller networks than theirs (CPU budget).
 MIXTURE_BASE: dict[str, Any] = {
@@ -154,9 +155,11 @@ def mean_se(values: list[float], digits: int = 1) -> str:
 
 
 def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[float, float]:
-    """Median over seeds of (share of modes covered x HQ %), then of -reverse KL: a configuration must both cover
-    the modes and place its samples on them (modes alone rewards blur, HQ alone rewards dropping modes)."""
-    return (statistics.median(t[0] / k * t[1] for t in triplets), -statistics.median(t[2] for t in triplets))
+    """Median over seeds of the mixture suite's `mode_hq` (share of modes covered x HQ %), then of -reverse KL: a
+    configuration must both cover the modes and place its samples on them (modes alone rewards blur, HQ alone
+    rewards dropping modes). Computed from (modes, hq), since runs logged before the suite reported `mode_hq` lack
+    it; jobs/ring8.yaml and jobs/grid25.yaml search on the same score (search.metric: mode_hq)."""
+    return (statistics.median(mode_hq(t[0], t[1], k) for t in triplets), -statistics.median(t[2] for t in triplets))
 
 
 def run_search(log: RunLog, dataset: str, k: int, args, cache: str) -> tuple[dict[str, Any], list[str]]:

@@ -102,21 +102,22 @@ def unlabelled(digits_data, cache_dir):
 def test_mixture_exact_constructions():
     ev = build_evaluator(mixture_info(RING, RING_SIGMA), (mixture_sampler(RING, RING_SIGMA, 0)(2500), None), 2500, None)
     one_mean = ev.evaluate(lambda n: torch.tensor([RING[3]]).expand(n, 2))
-    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8))}
+    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5}
 
     # exactly on four of the eight means, in equal shares: p = 1/4 each, KL = log(8/4)
     four = torch.tensor(RING[:4])
-    assert ev.evaluate(lambda n: four.repeat(n // 4, 1)) == {"modes": 4.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(2))}
+    assert ev.evaluate(lambda n: four.repeat(n // 4, 1)) == {"modes": 4.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(2)),
+                                                         "mode_hq": 50.0}
 
     # half the samples just inside 3 sigma of a mean, half just outside
     near = torch.tensor(RING[0]) + torch.tensor([2.9 * RING_SIGMA, 0.0])
     far = torch.tensor(RING[0]) + torch.tensor([3.1 * RING_SIGMA, 0.0])
     half = ev.evaluate(lambda n: torch.cat([near.expand(n // 2, 2), far.expand(n - n // 2, 2)]))
-    assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8))}
+    assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25}
 
     # nothing high quality (including NaN samples from a diverged generator): no modes, KL at its collapsed value
     nothing = ev.evaluate(lambda n: torch.full((n, 2), float("nan")))
-    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8))}
+    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0}
 
 
 @pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])
@@ -136,6 +137,45 @@ def test_mixture_perfect_vs_collapsed(means, sigma):
     assert collapsed["modes"] == 1
     assert collapsed["reverse_kl"] == pytest.approx(math.log(len(means)))
     assert_worse(collapsed, perfect, ["modes", "reverse_kl"], margin=0.5)
+
+
+@pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])
+def test_mixture_mode_hq_is_modes_share_times_hq(means, sigma):
+    """mode_hq = modes / K x HQ %: 100 on the means, hq / K collapsed onto one mode, and it ranks a blurry
+    generator that touches every mode below a sharp one, which reverse KL alone does not."""
+    k = len(means)
+    real = mixture_sampler(means, sigma, seed=0)(10_000)
+    ev = build_evaluator(mixture_info(means, sigma), (real, None), 2500, None)
+    assert "mode_hq" in ev.metric_names and METRIC_MODES["mode_hq"] == "max"
+
+    centres = torch.tensor(means)
+    on_means = ev.evaluate(lambda n: centres.repeat(n // k + 1, 1)[:n])
+    assert on_means["modes"] == k and on_means["hq"] == 100.0 and on_means["mode_hq"] == pytest.approx(100.0)
+
+    perfect = ev.evaluate(mixture_sampler(means, sigma, seed=1))
+    assert perfect["mode_hq"] == pytest.approx(perfect["hq"])  # every mode covered: the HQ share itself, ~98.9
+    assert ev.floors["mode_hq_floor"] == pytest.approx(ev.floors["hq_floor"])
+
+    collapsed = ev.evaluate(mixture_sampler(means, sigma, seed=2, modes=1))
+    assert collapsed["modes"] == 1
+    assert collapsed["mode_hq"] == pytest.approx(collapsed["hq"] / k)
+    assert collapsed["mode_hq"] < perfect["mode_hq"] / (k - 1)
+
+    # blur: 5 % of the samples sharp on the means (every mode covered), the rest 20 sigma off; uniform histogram,
+    # so reverse KL is as good as the perfect sampler's while mode_hq is ~5
+    gen = torch.Generator().manual_seed(3)
+
+    def blurry(n: int) -> torch.Tensor:
+        x = centres[torch.arange(n) % k] + 20 * sigma * torch.randn(n, 2, generator=gen).sign()
+        sharp = torch.arange(n) % 20 == 0
+        x[sharp] = centres[torch.arange(int(sharp.sum())) % k]
+        return x
+
+    blur = ev.evaluate(blurry)
+    assert blur["modes"] == k and blur["reverse_kl"] < 0.03
+    assert blur["mode_hq"] == pytest.approx(blur["hq"]) and blur["mode_hq"] < 10 < perfect["mode_hq"]
+    for name, scores in {"on_means": on_means, "perfect": perfect, "collapsed": collapsed, "blur": blur}.items():
+        assert scores["mode_hq"] == pytest.approx(scores["modes"] / k * scores["hq"]), name
 
 
 def test_mixture_needs_its_means():

@@ -34,6 +34,7 @@ METRIC_MODES: dict[str, str] = {
     "modes": "max",
     "hq": "max",
     "reverse_kl": "min",
+    "mode_hq": "max",
 }
 
 CHUNK = 500  # samples requested from sample_fn at a time: bounds memory for large images

@@ -6,7 +6,8 @@ search space (lr_g, lr_d log-uniform over 3.5 decades and beta1 in {0, 0.5, 0.9}
 samples train badly, slowly or diverge) and the search seed, so they start from the same sampled configurations. The count comes from the trials' MLflow runs, where every
 report is logged with the time it was made: sort all reports of the search by time, and count those up to and
 including the first one at or better than the target (a PBT recipient re-training from a donor's checkpoint counts
-again: that is compute spent). A search that never reaches the target is charged everything it spent (">=").
+again: that is compute spent). A search that never reaches the target is charged everything it spent (">="), and no
+less than the most any search of that seed spent (random search's whole budget): failing cheaply is not efficiency.
 
 Which configurations a seed happens to sample first decides much of one search's count (random search is as quick as
 any when its first trial is a good one), so each comparison is repeated for several search seeds and summed.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 import tempfile
@@ -108,10 +110,12 @@ class SearchCost:
         """Reports up to and including the first that reaches target; None if none did."""
         return next((i for i, value in enumerate(self.reports, 1) if self.bench.reached(value, target)), None)
 
-    def charged(self, target: float) -> int:
-        """What the comparison uses: iterations to target, or everything spent when it was never reached."""
+    def charged(self, target: float, budget: int = 0) -> int:
+        """What the comparison uses: iterations to target; a search that never reached it is charged what it spent,
+        but no less than `budget` (the most any search of that seed spent): a small PBT population that fails
+        cheaply must not look more efficient than a random search that succeeds."""
         hit = self.to_target(target)
-        return hit if hit is not None else len(self.reports)
+        return hit if hit is not None else max(len(self.reports), budget)
 
     def shown(self, target: float) -> str:
         hit = self.to_target(target)
@@ -169,7 +173,12 @@ def main() -> None:
                         help="PBT population: a few per slot (a population of 12 on 2 slots time-shares in lockstep "
                              "and spends ~4x random search's iterations before any trial gets deep)")
     parser.add_argument("--seeds", default="0,1", help="search seeds; each is shared by the three searches")
+    parser.add_argument("--from-log", help="recompute the summary from the per-search lines an earlier run printed")
     args = parser.parse_args()
+    if args.from_log:
+        for line in summary(*results_from_log(args.from_log)):
+            print(line)
+        return
     datasets = [BENCHMARKS[d] for d in args.datasets.split(",")]
     seeds = [int(seed) for seed in args.seeds.split(",")]
     population = args.pbt_population
@@ -197,6 +206,30 @@ def main() -> None:
         print(line)
 
 
+def results_from_log(path: str) -> tuple[list[Benchmark], dict[tuple[str, int], dict[str, SearchCost]]]:
+    """Rebuild each search's cost from its printed line (`... to_METRIC<=T=HIT ... spent=N ...`): a report sequence
+    with the same first hit of every target and the same length, which is all `charged` reads."""
+    import re
+
+    results: dict[tuple[str, int], dict[str, SearchCost]] = {}
+    names: list[str] = []
+    for line in open(path):
+        m = re.match(r"(\w+)\s+seed=(\d+) (\w+)\s+samples=\s*\d+ (.*) spent=\s*(\d+) ", line)
+        if not m:
+            continue
+        bench, seed, scheduler, hits, spent = BENCHMARKS[m[1]], int(m[2]), m[3], m[4], int(m[5])
+        bad = math.inf if bench.mode == "min" else -math.inf
+        reports = [bad] * spent
+        for target, hit in re.findall(r"to_\w+[<>]=([\d.]+)=\s*(>?=?\d+)", hits):
+            if not hit.startswith(">"):
+                i = int(hit) - 1
+                reports[i] = float(target) if reports[i] == bad else (min if bench.mode == "max" else max)(reports[i], float(target))
+        results.setdefault((bench.name, seed), {})[scheduler] = SearchCost(scheduler, reports, 0.0, bench)
+        if bench.name not in names:
+            names.append(bench.name)
+    return [BENCHMARKS[n] for n in names], results
+
+
 def summary(datasets: list[Benchmark], results: dict[tuple[str, int], dict[str, SearchCost]]) -> list[str]:
     """Ratios to random search per data set and target, then the last line (first target, data sets summed).
 
@@ -213,8 +246,9 @@ def summary(datasets: list[Benchmark], results: dict[tuple[str, int], dict[str, 
                 if all(c.to_target(target) is None for c in costs.values()):
                     skipped[(name, target)] += 1
                     continue
+                budget = max(len(c.reports) for c in costs.values())
                 for scheduler, cost in costs.items():
-                    sums[(name, target)][scheduler] += cost.charged(target)
+                    sums[(name, target)][scheduler] += cost.charged(target, budget)
     fields = [f"{name}_{scheduler}_vs_random@{target:g}={ratio(costs[scheduler], costs['fifo'])}"
               for (name, target), costs in sums.items() for scheduler in ("asha", "pbt")]
     fields += [f"skipped_seeds@{name}:{target:g}={n}" for (name, target), n in skipped.items() if n]

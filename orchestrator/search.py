@@ -72,6 +72,7 @@ def _pbt(plan: "SearchPlan") -> TrialScheduler:
         hyperparam_mutations=mutations,
         quantile_fraction=pbt.quantile_fraction,
         resample_probability=pbt.resample_probability,
+        synch=pbt.synch,
         # Ray scales continuous values by 0.8/1.2 without looking at the declared range: clip back into it.
         custom_explore_fn=lambda config: clip_to_space(config, space),
         log_config=True,

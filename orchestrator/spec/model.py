@@ -62,6 +62,7 @@ class PBTConfig(Section):
     perturbation_interval: int = Field(1, ge=1, description="Evaluations between exploit/explore steps.")
     quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="Bottom fraction that copies from the top fraction.")
     resample_probability: float = Field(0.25, ge=0, le=1, description="Chance a mutated value is resampled instead of scaled.")
+    synch: bool = Field(False, description="Synchronous PBT: members wait at each perturbation point until the whole population reaches it (exploits no longer depend on timing; slots idle while they wait).")
 
 
 # Fields PBT may change mid-trial: they live in the optimizers and EMA, which a restore re-applies.

@@ -51,7 +51,7 @@ search:
     train.lr_g: {{loguniform: [1.0e-5, 3.0e-2]}}
     train.lr_d: {{loguniform: [1.0e-5, 3.0e-2]}}
     train.beta1: {{choice: [0.0, 0.5, 0.9]}}
-  asha: {{grace_period: 1, reduction_factor: 3}}
+  asha: {{grace_period: {grace}, reduction_factor: 3}}
   pbt: {{perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: 0.25}}
 resources: {{cpus_per_trial: 1}}
 storage: {{uri: "{tmp}/{name}"}}
@@ -134,11 +134,12 @@ def reports_in_time_order(tracking_uri: str, experiment: str, metric: str) -> li
     return [value for _, value in logged]
 
 
-def run_search(bench: Benchmark, scheduler: str, samples: int, seed: int, tmp: str, tracking_uri: str) -> SearchCost:
+def run_search(bench: Benchmark, scheduler: str, samples: int, seed: int, tmp: str, tracking_uri: str,
+               grace: int = 1) -> SearchCost:
     from orchestrator.runner import run_job
 
     name = f"eff-{bench.name}-{scheduler}-{seed}"
-    text = COMMON.format(name=name, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric,
+    text = COMMON.format(name=name, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
                          mode=bench.mode, tracking_uri=tracking_uri) + bench.job
     started = time.perf_counter()
     run_job(load_job_text(text), stream=io.StringIO())
@@ -174,9 +175,12 @@ def main() -> None:
                              "and spends ~4x random search's iterations before any trial gets deep)")
     parser.add_argument("--seeds", default="0,1", help="search seeds; each is shared by the three searches")
     parser.add_argument("--from-log", help="recompute the summary from the per-search lines an earlier run printed")
+    parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run (with --from-log over "
+                        "several logs, searches of other runs can complete the comparison)")
+    parser.add_argument("--asha-grace", type=int, default=1, help="ASHA's grace period in evaluations")
     args = parser.parse_args()
     if args.from_log:
-        for line in summary(*results_from_log(args.from_log)):
+        for line in summary(*results_from_log(args.from_log.split(","))):
             print(line)
         return
     datasets = [BENCHMARKS[d] for d in args.datasets.split(",")]
@@ -195,7 +199,9 @@ def main() -> None:
         for bench in datasets:
             for seed in seeds:
                 for scheduler, samples in (("fifo", args.samples), ("asha", args.samples), ("pbt", population)):
-                    cost = run_search(bench, scheduler, samples, seed, tmp, tracking_uri)
+                    if scheduler not in args.schedulers.split(","):
+                        continue
+                    cost = run_search(bench, scheduler, samples, seed, tmp, tracking_uri, grace=args.asha_grace)
                     results.setdefault((bench.name, seed), {})[scheduler] = cost
                     op = "<=" if bench.mode == "min" else ">="
                     hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
@@ -206,14 +212,14 @@ def main() -> None:
         print(line)
 
 
-def results_from_log(path: str) -> tuple[list[Benchmark], dict[tuple[str, int], dict[str, SearchCost]]]:
+def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str, int], dict[str, SearchCost]]]:
     """Rebuild each search's cost from its printed line (`... to_METRIC<=T=HIT ... spent=N ...`): a report sequence
     with the same first hit of every target and the same length, which is all `charged` reads."""
     import re
 
     results: dict[tuple[str, int], dict[str, SearchCost]] = {}
     names: list[str] = []
-    for line in open(path):
+    for line in (line for path in paths for line in open(path)):
         m = re.match(r"(\w+)\s+seed=(\d+) (\w+)\s+samples=\s*\d+ (.*) spent=\s*(\d+) ", line)
         if not m:
             continue

@@ -49,27 +49,19 @@ registry: {{enabled: false, tracking_uri: "sqlite:///{storage}/mlflow.db"}}
 
 
 def _plain_tune_trial(config: dict) -> None:
-    """The bare minimum a Tune trial of this training does: train, evaluate, checkpoint, report."""
-    import shutil
-
+    """The bare minimum a Tune trial of this training does: the serial loop's `train`, checkpointing and reporting
+    at each evaluation."""
     from ray import tune
 
-    from trainers.loop import GANTrainer
+    def report(trainer, metrics: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="plain-ckpt-") as directory:
+            trainer.save_checkpoint(directory)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
     torch.set_num_threads(1)
     cfg = config["cfg"].model_copy(deep=True)
     cfg.train.seed = config["seed"]
-    trainer = GANTrainer(cfg)
-    try:
-        while trainer.step < cfg.train.steps:
-            stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
-            metrics = {**stats, **trainer.evaluate()}
-            directory = tempfile.mkdtemp(prefix="plain-ckpt-")
-            trainer.save_checkpoint(directory)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-            shutil.rmtree(directory, ignore_errors=True)
-    finally:
-        trainer.close()
+    train(cfg, on_eval=report)
 
 
 def plain_tune_wall(cfg, trials: int, storage: str) -> float:
@@ -100,7 +92,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         job = load_job_text(JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.trials)),
                                        storage=tmp))
-        import ray
         from ray import tune  # noqa: F401  (imported before timing, like the serial loop's torch)
 
         from orchestrator.runner import init_ray, prepare_data, run_job

@@ -36,18 +36,6 @@ TRAIN_NOISE = ("Requesting resources", "Started training worker group", "Reporti
                "Checkpoint successfully created", "Setting up process group", "(PlacementGroupCleaner pid=")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One embedded Ray for the module: each `run_job` joins it instead of paying a Ray start."""
-    import ray
-
-    assert not ray.is_initialized(), "another test left Ray initialised in this process"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
-    yield
-    ray.shutdown()
-
-
 class _Tee(io.TextIOBase):
     """Keeps a copy of what is written (Ray prints worker output through the driver's sys.stdout/sys.stderr)."""
 

@@ -18,13 +18,6 @@ from trainers.loop import GANTrainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "trainers-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def ring(family="gan", **train):
     return GANConfig.model_validate({
         "data": {"uri": "builtin:ring8", "batch_size": 128, "shuffle_buffer": 1024},

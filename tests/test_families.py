@@ -19,14 +19,6 @@ from trainers.settings import resolve
 from trainers.validate import check_components
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # One cache for the session's trainer tests: the digits feature network and the data sets are built once.
-    path = tmp_path_factory.getbasetemp() / "trainers-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def digits(family, steps=200, **train):
     return GANConfig.model_validate({
         "data": {"uri": "builtin:digits", "batch_size": 32, "shuffle_buffer": 512},

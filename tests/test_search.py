@@ -27,18 +27,6 @@ registry: {{enabled: {register}, model_name: {name}, tracking_uri: "{tracking_ur
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    """One embedded Ray for the module: each `run_job` joins it instead of paying a Ray start."""
-    import ray
-
-    assert not ray.is_initialized(), "another test left Ray initialised in this process"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("search-cache"))
 

@@ -14,13 +14,6 @@ from trainers.penalties import PENALTIES
 from trainers.stabilizers import InstanceNoise
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "trainers-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def digits(family="dcgan", **train):
     return GANConfig.model_validate({
         "data": {"uri": "builtin:digits", "batch_size": 16, "shuffle_buffer": 256},

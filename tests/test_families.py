@@ -77,6 +77,37 @@ def test_mlp_gan_on_ring8_beats_its_initial_reverse_kl(cache, loss, pack):
     trainer.close()
 
 
+def test_maxout_discriminator_units_are_the_max_of_their_linear_pieces():
+    from trainers.families.gan import MLPDiscriminator
+    from trainers.families.layers import Maxout
+
+    d = MLPDiscriminator(4, 8, 2, spectral_norm=False, maxout=5)
+    first = d.body[1]
+    assert isinstance(first, Maxout) and not any(isinstance(m, torch.nn.LeakyReLU) for m in d.body)
+    x = torch.randn(6, 4)
+    pieces = (x @ first.linear.weight.T + first.linear.bias).view(6, 8, 5)
+    assert torch.equal(first(x), pieces.max(dim=-1).values)
+    assert d(x).shape == (6,)
+
+
+def test_a_one_piece_maxout_is_refused_naming_the_field():
+    with pytest.raises(ValueError) as err:
+        GANConfig.model_validate({"model": {"family": "gan", "d_maxout": 1}})
+    assert "d_maxout" in str(err.value) and "at least 2 pieces" in str(err.value)
+
+
+def test_maxout_gan_on_ring8_beats_its_initial_reverse_kl(cache):
+    cfg = ring(pack=2, lr_g=1e-3, lr_d=1e-3)
+    cfg = GANConfig.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(), "d_maxout": 5, "width": 64}})
+    trainer = GANTrainer(cfg, cache_dir=cache)
+    before = trainer.evaluate()
+    trainer.train_steps(600)
+    after = trainer.evaluate()
+    assert before["modes"] <= 1 and after["modes"] >= 5, (before, after)
+    assert after["reverse_kl"] < before["reverse_kl"] - 1.0
+    trainer.close()
+
+
 def test_family_defaults_fill_only_null_fields():
     wgan = resolve(digits("wgan")).train
     assert (wgan.loss, wgan.optimizer, wgan.weight_clip, wgan.n_critic, wgan.penalty) == ("wgan", "rmsprop", 0.01, 5, "none")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
@@ -37,7 +37,15 @@ class ModelConfig(Section):
     depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network; ignored by DCGAN convolutions.")
     spectral_norm: Optional[bool] = Field(None, description="Spectral normalisation on every discriminator layer; null = the family's default (on for sngan).")
     pack: int = Field(1, ge=1, description="PacGAN packing: the discriminator judges this many samples jointly.")
+    d_maxout: int = Field(0, ge=0, description="Maxout discriminator (Goodfellow et al. 2013; PacGAN's and the GAN paper's on 2-D mixtures): each hidden unit of an MLP discriminator is the max of this many linear pieces (they use 5); 0 = Linear + LeakyReLU(0.2). Convolutional discriminators ignore it.")
     style_mixing: float = Field(0.9, ge=0, le=1, description="StyleGAN: probability that a training batch mixes two latents' styles.")
+
+    @field_validator("d_maxout")
+    @classmethod
+    def _maxout_needs_two_pieces(cls, pieces: int) -> int:
+        if pieces == 1:  # the max of one linear piece is linear: a discriminator without a nonlinearity
+            raise ValueError("must be 0 (LeakyReLU) or at least 2 pieces")
+        return pieces
 
 
 class TrainConfig(Section):

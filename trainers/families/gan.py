@@ -13,7 +13,7 @@ from torch import nn
 from trainers.config import ModelConfig
 from trainers.data.info import DataInfo
 from trainers.families.base import FAMILIES, GENERATORS, Generator, Networks
-from trainers.families.layers import maybe_sn
+from trainers.families.layers import Maxout, maybe_sn
 
 
 @GENERATORS.register("MLPGenerator")
@@ -44,12 +44,15 @@ class MLPGenerator(Generator):
 class MLPDiscriminator(nn.Module):
     """`features(x)` -> (B, width), `head` -> one logit: the split a projection discriminator (cgan) builds on."""
 
-    def __init__(self, in_dim: int, width: int, depth: int, spectral_norm: bool) -> None:
+    def __init__(self, in_dim: int, width: int, depth: int, spectral_norm: bool, maxout: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]  # images arrive as (B, C, H, W)
         d = in_dim
         for _ in range(depth):
-            layers += [maybe_sn(nn.Linear(d, width), spectral_norm), nn.LeakyReLU(0.2)]
+            if maxout:
+                layers.append(Maxout(d, width, maxout, spectral_norm))
+            else:
+                layers += [maybe_sn(nn.Linear(d, width), spectral_norm), nn.LeakyReLU(0.2)]
             d = width
         self.body = nn.Sequential(*layers)
         self.num_features = d
@@ -71,7 +74,7 @@ def mlp_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
         kwargs["image_shape"] = image_shape
     return Networks(
         generator=MLPGenerator(**kwargs),
-        discriminator=MLPDiscriminator(dim * cfg.pack, cfg.width, cfg.depth, bool(cfg.spectral_norm)),
+        discriminator=MLPDiscriminator(dim * cfg.pack, cfg.width, cfg.depth, bool(cfg.spectral_norm), cfg.d_maxout),
         arch={"generator": "MLPGenerator", "kwargs": kwargs},
     )
 

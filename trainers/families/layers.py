@@ -10,6 +10,22 @@ def maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
 
 
+class Maxout(nn.Module):
+    """A maxout layer (Goodfellow et al. 2013): `out_features` units, each the max of `pieces` linear functions.
+
+    The discriminator of the GAN paper's and PacGAN's 2-D mixture experiments. Its piecewise-linear units with
+    learnt slopes draw sharper boundaries between nearby modes than LeakyReLU units of the same width.
+    """
+
+    def __init__(self, in_features: int, out_features: int, pieces: int, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = maybe_sn(nn.Linear(in_features, out_features * pieces), spectral_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], self.out_features, self.pieces).amax(dim=-1)
+
+
 def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
     """PacGAN: merge `pack` consecutive samples along the feature/channel axis, (B, C, ...) -> (B/pack, pack*C, ...)."""
     if pack == 1:

@@ -90,6 +90,20 @@ def test_maxout_discriminator_units_are_the_max_of_their_linear_pieces():
     assert d(x).shape == (6,)
 
 
+@pytest.mark.parametrize("family", ["gan", "dcgan", "stylegan"])
+def test_d_width_sizes_only_the_discriminator(cache, family):
+    base = ring() if family == "gan" else digits(family)
+    def build(**model):
+        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), **model}})
+        trainer = GANTrainer(cfg, cache_dir=cache)
+        trainer.close()
+        return trainer
+    same, wider = build(), build(d_width=2 * base.model.width)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(wider.G) == count(same.G)
+    assert count(wider.D) > count(same.D)
+
+
 def test_a_one_piece_maxout_is_refused_naming_the_field():
     with pytest.raises(ValueError) as err:
         GANConfig.model_validate({"model": {"family": "gan", "d_maxout": 1}})

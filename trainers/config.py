@@ -33,12 +33,17 @@ class ModelConfig(Section):
         description="GAN family: gan, dcgan, wgan, wgan-gp, cgan, stylegan, sngan, lsgan; it also sets the defaults of null train fields.",
     )
     latent_dim: int = Field(32, ge=1, description="Size of the generator's latent vector z.")
-    width: int = Field(64, ge=1, description="Base channel count (images) or hidden units per layer (points).")
+    width: int = Field(64, ge=1, description="Base channel count (images) or hidden units per layer (points) of G, and of D unless model.d_width is set.")
+    d_width: Optional[int] = Field(None, ge=1, description="The discriminator's width (DCGAN's ndf beside ngf): hidden units per MLP layer or base channel count; null = model.width.")
     depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network; ignored by DCGAN convolutions.")
     spectral_norm: Optional[bool] = Field(None, description="Spectral normalisation on every discriminator layer; null = the family's default (on for sngan).")
     pack: int = Field(1, ge=1, description="PacGAN packing: the discriminator judges this many samples jointly.")
     d_maxout: int = Field(0, ge=0, description="Maxout discriminator (Goodfellow et al. 2013; PacGAN's and the GAN paper's on 2-D mixtures): each hidden unit of an MLP discriminator is the max of this many linear pieces (they use 5); 0 = Linear + LeakyReLU(0.2). Convolutional discriminators ignore it.")
     style_mixing: float = Field(0.9, ge=0, le=1, description="StyleGAN: probability that a training batch mixes two latents' styles.")
+
+    @property
+    def discriminator_width(self) -> int:
+        return self.d_width or self.width
 
     @field_validator("d_maxout")
     @classmethod

@@ -74,7 +74,7 @@ def dcgan_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
         raise ValueError(f"convolutional families need square images; {info.name!r} holds {info.shape[0]}x{info.shape[1]}")
     return Networks(
         generator=DCGANGenerator(**kwargs),
-        discriminator=DCGANDiscriminator(info.channels * cfg.pack, info.image_size, cfg.width, bool(cfg.spectral_norm)),
+        discriminator=DCGANDiscriminator(info.channels * cfg.pack, info.image_size, cfg.discriminator_width, bool(cfg.spectral_norm)),
         arch={"generator": "DCGANGenerator", "kwargs": kwargs},
     )
 

@@ -74,7 +74,7 @@ def mlp_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
         kwargs["image_shape"] = image_shape
     return Networks(
         generator=MLPGenerator(**kwargs),
-        discriminator=MLPDiscriminator(dim * cfg.pack, cfg.width, cfg.depth, bool(cfg.spectral_norm), cfg.d_maxout),
+        discriminator=MLPDiscriminator(dim * cfg.pack, cfg.discriminator_width, cfg.depth, bool(cfg.spectral_norm), cfg.d_maxout),
         arch={"generator": "MLPGenerator", "kwargs": kwargs},
     )
 

@@ -246,6 +246,6 @@ class StyleGAN:
         }
         return Networks(
             generator=StyleGANGenerator(**kwargs),
-            discriminator=StyleGANDiscriminator(info.channels * cfg.pack, size, cfg.width, bool(cfg.spectral_norm)),
+            discriminator=StyleGANDiscriminator(info.channels * cfg.pack, size, cfg.discriminator_width, bool(cfg.spectral_norm)),
             arch={"generator": "StyleGANGenerator", "kwargs": kwargs},
         )

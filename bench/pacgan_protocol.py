@@ -46,6 +46,7 @@ MIXTURE_BASE: dict[str, Any] = {
 ROWS: dict[str, dict[str, Any]] = {
     "gan": {},
     "gan, pack 2": {"model": {"pack": 2}},
+    "gan, maxout D": {"model": {"d_maxout": 5, "d_width": 64}},  # PacGAN's discriminator: maxout units, 5 pieces
     "wgan-gp": {"model": {"family": "wgan-gp"}, "train": {"beta2": 0.9}},  # 5 critic steps, lambda 10
 }
 # What the search may change: spec path -> sampler(rng). Paths joined with ',' are drawn together.
@@ -57,6 +58,8 @@ SPACE: dict[str, Callable[[random.Random], Any]] = {
     "train.lr_d": lambda r: 10 ** r.uniform(math.log10(2e-4), math.log10(2e-3)),
     "train.beta1,train.beta2": lambda r: r.choice([(0.5, 0.999), (0.0, 0.9)]),
     "train.ema_decay": lambda r: r.choice([0.0, 0.99, 0.999]),
+    # The discriminator: LeakyReLU units as wide as G, or maxout units (5 pieces) half as wide, as PacGAN's.
+    "model.d_maxout,model.d_width": lambda r: r.choice([(0, None), (5, 64)]),
 }
 SEARCH_SEED_OFFSET = 1000  # search seeds never overlap the protocol's seeds
 # Published rows (modes, HQ %, reverse KL), 10 seeds: PacGAN Table 1 and VEEGAN Table 1 (no KL reported there).

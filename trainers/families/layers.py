@@ -13,8 +13,8 @@ def maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
 class Maxout(nn.Module):
     """A maxout layer (Goodfellow et al. 2013): `out_features` units, each the max of `pieces` linear functions.
 
-    The discriminator of the GAN paper's and PacGAN's 2-D mixture experiments. Its piecewise-linear units with
-    learnt slopes draw sharper boundaries between nearby modes than LeakyReLU units of the same width.
+    The discriminator of the GAN paper's and PacGAN's 2-D mixture experiments. On ring-8 it lifted the share of
+    high-quality samples from 87 % to 96 % against LeakyReLU units twice as wide (docs/results.md).
     """
 
     def __init__(self, in_features: int, out_features: int, pieces: int, spectral_norm: bool = False) -> None:

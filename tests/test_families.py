@@ -35,6 +35,11 @@ def ring(family="gan", pack=1, **train):
     })
 
 
+def with_model(cfg: GANConfig, **model) -> GANConfig:
+    """`cfg` with some model fields changed, validated like a job's."""
+    return GANConfig.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(), **model}})
+
+
 # Critic-heavy families (five critic steps per generator step) get fewer generator steps.
 STEPS = {"wgan": 100, "wgan-gp": 100}
 
@@ -93,13 +98,13 @@ def test_maxout_discriminator_units_are_the_max_of_their_linear_pieces():
 @pytest.mark.parametrize("family", ["gan", "dcgan", "stylegan"])
 def test_d_width_sizes_only_the_discriminator(cache, family):
     base = ring() if family == "gan" else digits(family)
-    def build(**model):
-        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), **model}})
-        trainer = GANTrainer(cfg, cache_dir=cache)
+    same, wider = (GANTrainer(cfg, cache_dir=cache) for cfg in (base, with_model(base, d_width=2 * base.model.width)))
+    for trainer in (same, wider):
         trainer.close()
-        return trainer
-    same, wider = build(), build(d_width=2 * base.model.width)
-    count = lambda m: sum(p.numel() for p in m.parameters())
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     assert count(wider.G) == count(same.G)
     assert count(wider.D) > count(same.D)
 
@@ -111,9 +116,7 @@ def test_a_one_piece_maxout_is_refused_naming_the_field():
 
 
 def test_maxout_gan_on_ring8_beats_its_initial_reverse_kl(cache):
-    cfg = ring(pack=2, lr_g=1e-3, lr_d=1e-3)
-    cfg = GANConfig.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(), "d_maxout": 5, "width": 64}})
-    trainer = GANTrainer(cfg, cache_dir=cache)
+    trainer = GANTrainer(with_model(ring(pack=2, lr_g=1e-3, lr_d=1e-3), d_maxout=5, width=64), cache_dir=cache)
     before = trainer.evaluate()
     trainer.train_steps(600)
     after = trainer.evaluate()

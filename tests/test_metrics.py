@@ -102,22 +102,24 @@ def unlabelled(digits_data, cache_dir):
 def test_mixture_exact_constructions():
     ev = build_evaluator(mixture_info(RING, RING_SIGMA), (mixture_sampler(RING, RING_SIGMA, 0)(2500), None), 2500, None)
     one_mean = ev.evaluate(lambda n: torch.tensor([RING[3]]).expand(n, 2))
-    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5}
+    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5, "mode_spread": pytest.approx(0.0, abs=1e-4)}
 
     # exactly on four of the eight means, in equal shares: p = 1/4 each, KL = log(8/4)
     four = torch.tensor(RING[:4])
     assert ev.evaluate(lambda n: four.repeat(n // 4, 1)) == {"modes": 4.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(2)),
-                                                         "mode_hq": 50.0}
+                                                         "mode_hq": 50.0, "mode_spread": pytest.approx(0.0, abs=1e-4)}
 
     # half the samples just inside 3 sigma of a mean, half just outside
     near = torch.tensor(RING[0]) + torch.tensor([2.9 * RING_SIGMA, 0.0])
     far = torch.tensor(RING[0]) + torch.tensor([3.1 * RING_SIGMA, 0.0])
     half = ev.evaluate(lambda n: torch.cat([near.expand(n // 2, 2), far.expand(n - n // 2, 2)]))
-    assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25}
+    # (the HQ half sits 2.9 sigma out: RMS 2.9 sigma against a perfect sampler's sqrt(2 x 0.9494) sigma within 3 sigma)
+    assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25,
+                    "mode_spread": pytest.approx(2.9 / math.sqrt(2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5))), rel=1e-4)}
 
     # nothing high quality (including NaN samples from a diverged generator): no modes, KL at its collapsed value
     nothing = ev.evaluate(lambda n: torch.full((n, 2), float("nan")))
-    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0}
+    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0, "mode_spread": 0.0}
 
 
 @pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])
@@ -137,6 +139,19 @@ def test_mixture_perfect_vs_collapsed(means, sigma):
     assert collapsed["modes"] == 1
     assert collapsed["reverse_kl"] == pytest.approx(math.log(len(means)))
     assert_worse(collapsed, perfect, ["modes", "reverse_kl"], margin=0.5)
+
+
+@pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])
+def test_mode_spread_sees_collapse_within_modes_that_hq_and_kl_reward(means, sigma):
+    """A sampler at half the modes' width scores *better* HQ and KL than a perfect one; mode_spread shows it."""
+    real = mixture_sampler(means, sigma, seed=0)(10_000)
+    ev = build_evaluator(mixture_info(means, sigma), (real, None), 20_000, None)
+    perfect = ev.evaluate(mixture_sampler(means, sigma, seed=1))
+    narrow = ev.evaluate(mixture_sampler(means, sigma / 2, seed=1))
+    assert narrow["hq"] > perfect["hq"] and narrow["modes"] == perfect["modes"] == len(means)
+    assert perfect["mode_spread"] == pytest.approx(1.0, abs=0.02)
+    assert narrow["mode_spread"] == pytest.approx(0.5 * math.sqrt(2 / (2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5)))), abs=0.02)
+    assert ev.floors["mode_spread_floor"] == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])

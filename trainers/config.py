@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -34,6 +34,7 @@ class ModelConfig(Section):
     )
     latent_dim: int = Field(32, ge=1, description="Size of the generator's latent vector z.")
     width: int = Field(64, ge=1, description="Base channel count (images) or hidden units per layer (points) of G, and of D unless model.d_width is set.")
+    latent_categories: int = Field(0, ge=0, description="MLP generators (gan, lsgan, wgan on points or flat images): a categorical latent code, z's first coordinate choosing one of this many equally likely categories (a uniform mixture prior, DeLiGAN); the rest of z, scaled by 0.1, spreads samples around each. Lets G make separated modes without bridges between them; 0 = a continuous z only. Needs latent_dim >= 2.")
     d_width: Optional[int] = Field(None, ge=1, description="The discriminator's width (DCGAN's ndf beside ngf): hidden units per MLP layer or base channel count; null = model.width.")
     depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network; ignored by DCGAN convolutions.")
     spectral_norm: Optional[bool] = Field(None, description="Spectral normalisation on every discriminator layer; null = the family's default (on for sngan).")
@@ -44,6 +45,12 @@ class ModelConfig(Section):
     @property
     def discriminator_width(self) -> int:
         return self.d_width or self.width
+
+    @model_validator(mode="after")
+    def _categories_need_continuous_latent(self) -> "ModelConfig":
+        if self.latent_categories and self.latent_dim < 2:  # z0 picks the category: nothing would be left to vary
+            raise ValueError("model.latent_categories needs model.latent_dim >= 2 (z's first coordinate picks the category)")
+        return self
 
     @field_validator("d_maxout")
     @classmethod

@@ -13,21 +13,26 @@ from torch import nn
 from trainers.config import ModelConfig
 from trainers.data.info import DataInfo
 from trainers.families.base import FAMILIES, GENERATORS, Generator, Networks
-from trainers.families.layers import Maxout, maybe_sn
+from trainers.families.layers import CategoricalLatent, Maxout, maybe_sn
 
 
 @GENERATORS.register("MLPGenerator")
 class MLPGenerator(Generator):
-    """`image_shape` (C, H, W) makes it emit images in [-1, 1] (tanh); without it, raw D-dimensional points."""
+    """`image_shape` (C, H, W) makes it emit images in [-1, 1] (tanh); without it, raw D-dimensional points.
+    `latent_categories` > 0 puts a categorical latent code (layers.CategoricalLatent) in front of the MLP."""
 
     def __init__(
-        self, latent_dim: int, out_dim: int, width: int, depth: int, image_shape: Optional[list[int]] = None
+        self, latent_dim: int, out_dim: int, width: int, depth: int, image_shape: Optional[list[int]] = None,
+        latent_categories: int = 0,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape) if image_shape else None
         layers: list[nn.Module] = []
         d = latent_dim
+        if latent_categories:
+            layers.append(CategoricalLatent(latent_dim, latent_categories))
+            d = layers[-1].out_features
         for _ in range(depth):
             layers += [nn.Linear(d, width), nn.ReLU()]
             d = width
@@ -72,6 +77,8 @@ def mlp_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
     kwargs = {"latent_dim": cfg.latent_dim, "out_dim": dim, "width": cfg.width, "depth": cfg.depth}
     if image_shape:
         kwargs["image_shape"] = image_shape
+    if cfg.latent_categories:
+        kwargs["latent_categories"] = cfg.latent_categories
     return Networks(
         generator=MLPGenerator(**kwargs),
         discriminator=MLPDiscriminator(dim * cfg.pack, cfg.discriminator_width, cfg.depth, bool(cfg.spectral_norm), cfg.d_maxout),

@@ -5,8 +5,9 @@ Mixtures (ring-8, grid-25; 2,500 samples per score; mean +- standard error over 
      configuration trains with a few search seeds (disjoint from the protocol's) for `--search-steps`, the best
      third again for the full `--steps`; configurations are ranked by the median over seeds of
      modes/K x HQ (the mixture suite's `mode_hq`; then reverse KL), a diverged seed counting as the worst score;
-  2. protocol rows: `gan`, `gan` with pack 2, `wgan-gp` and the configuration the search selected, each trained
-     for `--steps` with seeds 0..N-1.
+  2. protocol rows (ROWS: `gan`, with pack 2, with the maxout D, with 50 latent categories, `wgan-gp`) and the
+     configuration the search selected, each trained for `--steps` with seeds 0..N-1; each reports modes, HQ,
+     reverse KL and `mode_spread` (the width within modes, which the other three do not see).
 Digits: every family trained `--digits-steps` on builtin:digits with a few seeds; FID and KID (domain feature
 network, 1,000 samples) beside their real-vs-real floors.
 
@@ -14,7 +15,7 @@ Every finished run is appended to a JSONL file (`--log`), and a rerun skips what
 stopped and resumed. The markdown tables go to stdout and to `--markdown`.
 
     nice .venv/bin/python bench/pacgan_protocol.py --log pacgan.jsonl --markdown results.md \
-        [--datasets ring8,grid25] [--seeds 10] [--wgan-gp-seeds 10] [--steps 5000] [--search-configs 12] [--search-seeds 2] \
+        [--datasets ring8,grid25] [--seeds 10] [--wgan-gp-seeds 10] [--steps 5000] [--search-configs 18] [--search-seeds 3] \
         [--search-steps 2000] [--long-steps 0] [--long-seeds 3] [--digits-seeds 3] [--digits-steps 1500]
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "gan": {},
     "gan, pack 2": {"model": {"pack": 2}},
     "gan, maxout D": {"model": {"d_maxout": 5, "d_width": 64}},  # PacGAN's discriminator: maxout units, 5 pieces
+    "gan, 50 latent categories": {"model": {"latent_categories": 50}},  # a categorical code beside z (layers.py)
     "wgan-gp": {"model": {"family": "wgan-gp"}, "train": {"beta2": 0.9}},  # 5 critic steps, lambda 10
 }
 # What the search may change: spec path -> sampler(rng). Paths joined with ',' are drawn together.
@@ -60,6 +62,8 @@ SPACE: dict[str, Callable[[random.Random], Any]] = {
     "train.ema_decay": lambda r: r.choice([0.0, 0.99, 0.999]),
     # The discriminator: LeakyReLU units as wide as G, or maxout units (5 pieces) half as wide, as PacGAN's.
     "model.d_maxout,model.d_width": lambda r: r.choice([(0, None), (5, 64)]),
+    # The latent: continuous, or a categorical code of 50 beside it (model.latent_categories).
+    "model.latent_categories": lambda r: r.choice([0, 50]),
 }
 SEARCH_SEED_OFFSET = 1000  # search seeds never overlap the protocol's seeds
 # Published rows (modes, HQ %, reverse KL), 10 seeds: PacGAN Table 1 and VEEGAN Table 1 (no KL reported there).
@@ -122,7 +126,7 @@ class RunLog:
             fh.write(json.dumps(rec) + "\n")
         self.runs[key] = rec
         print(f"  {label:28s} seed {spec['train']['seed']:4d}: "
-              + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "fid", "kid"))
+              + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "mode_spread", "fid", "kid"))
               + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
 
@@ -155,6 +159,13 @@ def mean_se(values: list[float], digits: int = 1) -> str:
     m = statistics.fmean(values)
     se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def spread(recs: list[dict[str, Any]]) -> str:
+    """Mean +- s.e. of `mode_spread` (1.0 = a perfect sampler's width within its modes); '-' for runs logged before
+    the suite reported it, or diverged ones."""
+    values = [r["scores"]["mode_spread"] for r in recs if not r["diverged"] and "mode_spread" in r["scores"]]
+    return mean_se(values, 2) if len(values) == len(recs) else "-"
 
 
 def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[float, float]:
@@ -214,7 +225,7 @@ def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
         rows["search-selected"] = selected
         table = [f"### {dataset} ({args.seeds} seeds, {args.steps} generator steps, 2,500 samples; target for the "
                  f"search-selected row: {TARGETS[dataset]})", "",
-                 "| configuration | modes | HQ % | reverse KL | diverged | s / run |", "|---|---:|---:|---:|---:|---:|"]
+                 "| configuration | modes | HQ % | reverse KL | spread | diverged | s / run |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, over in rows.items():
             print(f"== {dataset}: {name}", flush=True)
             seeds = args.wgan_gp_seeds if name == "wgan-gp" else args.seeds
@@ -222,7 +233,7 @@ def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
                                    name, args.steps, cache) for s in range(seeds)]
             trip = [mixture_triplet(r, k) for r in recs]
             table.append(f"| ganforge {name} ({seeds} seeds) | {mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | "
-                         f"{mean_se([t[2] for t in trip], 3)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
+                         f"{mean_se([t[2] for t in trip], 3)} | {spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
                          f"{statistics.fmean(r['seconds'] for r in recs):.0f} |")
         if args.long_steps:  # does the selected configuration reach the targets with a larger budget?
             recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, selected,
@@ -231,10 +242,10 @@ def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
             trip = [mixture_triplet(r, k) for r in recs]
             table.append(f"| ganforge search-selected, {args.long_steps} steps ({len(recs)} seeds) | "
                          f"{mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | "
-                         f"{mean_se([t[2] for t in trip], 3)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
+                         f"{mean_se([t[2] for t in trip], 3)} | {spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
                          f"{statistics.fmean(r['seconds'] for r in recs):.0f} |")
         for name, modes, hq, kl in PUBLISHED[dataset]:
-            table.append(f"| {name} | {modes} | {hq} | {kl} | | |")
+            table.append(f"| {name} | {modes} | {hq} | {kl} | | | |")
         sel = ", ".join(f"{sec}.{k}={_fmt(v)}" for sec, kv in selected.items() for k, v in kv.items())
         out += table + ["", f"Search-selected configuration: {sel}.", "",
                         f"Search ({args.search_configs} random configurations x {args.search_seeds} seeds for "
@@ -269,8 +280,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--wgan-gp-seeds", type=int, default=10, help="seeds of the wgan-gp row (5 critic steps + GP: ~10x a gan run)")
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--search-configs", type=int, default=12)
-    parser.add_argument("--search-seeds", type=int, default=2)
+    parser.add_argument("--search-configs", type=int, default=18)
+    parser.add_argument("--search-seeds", type=int, default=3, help="2 let lucky draws win (docs/results.md)")
     parser.add_argument("--search-steps", type=int, default=2000)
     parser.add_argument("--long-steps", type=int, default=0, help="also train the selected configuration this long")
     parser.add_argument("--long-seeds", type=int, default=3)

@@ -168,6 +168,14 @@ def spread(recs: list[dict[str, Any]]) -> str:
     return mean_se(values, 2) if len(values) == len(recs) else "-"
 
 
+def row_cells(recs: list[dict[str, Any]], k: int) -> str:
+    """A protocol row's cells: modes | HQ % | reverse KL | spread | diverged | s / run."""
+    trip = [mixture_triplet(r, k) for r in recs]
+    return (f"{mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | {mean_se([t[2] for t in trip], 3)} | "
+            f"{spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
+            f"{statistics.fmean(r['seconds'] for r in recs):.0f}")
+
+
 def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[float, float]:
     """Median over seeds of the mixture suite's `mode_hq` (share of modes covered x HQ %), then of -reverse KL: a
     configuration must both cover the modes and place its samples on them (modes alone rewards blur, HQ alone
@@ -231,19 +239,12 @@ def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
             seeds = args.wgan_gp_seeds if name == "wgan-gp" else args.seeds
             recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, over, {"train": {"seed": s}}),
                                    name, args.steps, cache) for s in range(seeds)]
-            trip = [mixture_triplet(r, k) for r in recs]
-            table.append(f"| ganforge {name} ({seeds} seeds) | {mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | "
-                         f"{mean_se([t[2] for t in trip], 3)} | {spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
-                         f"{statistics.fmean(r['seconds'] for r in recs):.0f} |")
+            table.append(f"| ganforge {name} ({seeds} seeds) | {row_cells(recs, k)} |")
         if args.long_steps:  # does the selected configuration reach the targets with a larger budget?
             recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, selected,
                                          {"train": {"seed": s}}), "search-selected, long", args.long_steps, cache)
                     for s in range(args.long_seeds)]
-            trip = [mixture_triplet(r, k) for r in recs]
-            table.append(f"| ganforge search-selected, {args.long_steps} steps ({len(recs)} seeds) | "
-                         f"{mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | "
-                         f"{mean_se([t[2] for t in trip], 3)} | {spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
-                         f"{statistics.fmean(r['seconds'] for r in recs):.0f} |")
+            table.append(f"| ganforge search-selected, {args.long_steps} steps ({len(recs)} seeds) | {row_cells(recs, k)} |")
         for name, modes, hq, kl in PUBLISHED[dataset]:
             table.append(f"| {name} | {modes} | {hq} | {kl} | | | |")
         sel = ", ".join(f"{sec}.{k}={_fmt(v)}" for sec, kv in selected.items() for k, v in kv.items())

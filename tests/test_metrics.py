@@ -99,6 +99,10 @@ def unlabelled(digits_data, cache_dir):
 # ---------------------------------------------------------------------------------------------------- mixtures
 
 
+# E[r^2 / sigma^2 | r < 3 sigma] of a 2-D Gaussian: 2 P(chi2_4 <= 9) / P(chi2_2 <= 9), the width mode_spread divides by
+R2_WITHIN_3_SIGMA = 2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5))
+
+
 def test_mixture_exact_constructions():
     ev = build_evaluator(mixture_info(RING, RING_SIGMA), (mixture_sampler(RING, RING_SIGMA, 0)(2500), None), 2500, None)
     one_mean = ev.evaluate(lambda n: torch.tensor([RING[3]]).expand(n, 2))
@@ -115,7 +119,7 @@ def test_mixture_exact_constructions():
     half = ev.evaluate(lambda n: torch.cat([near.expand(n // 2, 2), far.expand(n - n // 2, 2)]))
     # (the HQ half sits 2.9 sigma out: RMS 2.9 sigma against a perfect sampler's sqrt(2 x 0.9494) sigma within 3 sigma)
     assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25,
-                    "mode_spread": pytest.approx(2.9 / math.sqrt(2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5))), rel=1e-4)}
+                    "mode_spread": pytest.approx(2.9 / math.sqrt(R2_WITHIN_3_SIGMA), rel=1e-4)}
 
     # nothing high quality (including NaN samples from a diverged generator): no modes, KL at its collapsed value
     nothing = ev.evaluate(lambda n: torch.full((n, 2), float("nan")))
@@ -150,7 +154,7 @@ def test_mode_spread_sees_collapse_within_modes_that_hq_and_kl_reward(means, sig
     narrow = ev.evaluate(mixture_sampler(means, sigma / 2, seed=1))
     assert narrow["hq"] > perfect["hq"] and narrow["modes"] == perfect["modes"] == len(means)
     assert perfect["mode_spread"] == pytest.approx(1.0, abs=0.02)
-    assert narrow["mode_spread"] == pytest.approx(0.5 * math.sqrt(2 / (2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5)))), abs=0.02)
+    assert narrow["mode_spread"] == pytest.approx(0.5 * math.sqrt(2 / R2_WITHIN_3_SIGMA), abs=0.02)
     assert ev.floors["mode_spread_floor"] == pytest.approx(1.0, abs=0.05)
 
 

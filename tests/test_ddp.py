@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.spec import load_job_text
+from tests.pbt_evidence import donor_fingerprints
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -242,10 +243,11 @@ def test_pbt_exploit_copies_the_donors_ddp_state_and_applies_the_recipients_lr(d
         assert new != pytest.approx(old, rel=1e-9), "explore did not mutate lr_g"
         # The recipient's reports after its ranks restored what the donor's rank 0 checkpointed at some step. Under
         # synch the iterations in Ray's policy log do not name that step reliably; the step the recipient restored
-        # (reported beside the restored weights' digest) is the one to trust.
-        donor_fingerprints = {d["step"]: d["fingerprint"] for d in donor}
-        copied = [r for r in recipient if r.get("restored_step") in donor_fingerprints
-                  and r["restored_fingerprint"] == pytest.approx(donor_fingerprints[r["restored_step"]], rel=1e-12)]
+        # (reported beside the restored weights' digest) is the one to trust. The donor's own report of that step
+        # may be lost (see trial_reports); its checkpoint is not.
+        digests = donor_fingerprints(outcome.run_path, exploit["donor"], donor)
+        copied = [r for r in recipient if r.get("restored_step") in digests
+                  and r["restored_fingerprint"] == pytest.approx(digests[r["restored_step"]], rel=1e-12)]
         for r in copied:
             assert r["step"] > r["restored_step"], "it did not train on from the donor's state"
             # ray-project/ray#62173: the donor's optimizer state carries the donor's lr; the trial must use its own.

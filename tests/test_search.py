@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.spec import load_job_text
+from tests.pbt_evidence import donor_fingerprints
 
 # A hung search (e.g. trials waiting for resources that never come) fails here instead of at the suite's 600 s.
 pytestmark = pytest.mark.timeout(240)
@@ -114,17 +115,18 @@ def trial_reports(tracking_uri: str, job: str) -> dict[str, list[dict]]:
 
 
 def test_pbt_recipient_continues_from_donor_weights_with_its_own_learning_rate(pbt_job, mlflow_sqlite_uri):
-    _, _, policy = pbt_job
+    outcome, _, policy = pbt_job
     assert policy, "PBT made no exploit in 8 evaluations of 4 trials"
     by_trial = trial_reports(mlflow_sqlite_uri, "gf5-pbt")
     mutated = 0
     for exploit in policy:
         recipient, donor = by_trial[exploit["recipient"]], by_trial[exploit["donor"]]
         new, old = exploit["new_config"], exploit["donor_config"]
-        # Reports the recipient made after restoring weights that the donor checkpointed at the same step.
-        copied = [r for r in recipient if "restored_fingerprint" in r and any(
-            d["step"] == r["restored_step"] and d["fingerprint"] == pytest.approx(r["restored_fingerprint"], rel=1e-12)
-            for d in donor)]
+        # Reports the recipient made after restoring weights that the donor checkpointed at the same step (the
+        # donor's report of that step may be lost; its checkpoint is not).
+        digests = donor_fingerprints(outcome.run_path, exploit["donor"], donor)
+        copied = [r for r in recipient if r.get("restored_step") in digests
+                  and r["restored_fingerprint"] == pytest.approx(digests[r["restored_step"]], rel=1e-12)]
         assert copied, f"{exploit['recipient']} never continued from {exploit['donor']}'s weights"
         first = min(copied, key=lambda r: r["step"])
         assert first["step"] > first["restored_step"] or first["step"] == 160, "it did not train on from there"

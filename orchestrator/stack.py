@@ -216,6 +216,12 @@ class Service:
     def running(self) -> bool:
         return process_matches(self.pid, self.argv)
 
+    def exited(self) -> bool:
+        """Gone or a zombie. For a service this process spawned and has not reaped, the pid cannot have been reused,
+        so no command-line check is needed (`running` re-reads /proc/PID/cmdline, for pids from a state file)."""
+        stat = _stat(self.pid)
+        return stat is None or stat[0] == "Z"
+
     def healthy(self) -> bool:
         return self.running() and http_ok(self.health_url)
 
@@ -225,7 +231,7 @@ class Service:
         With the leader gone, processes left in its group are still ours: Linux does not hand out a pid that is
         still some group's id. A live leader running something else is a stranger that reused the pid.
         """
-        orphans = _stat(self.pid) is None and bool(group_pids(self.pid))
+        orphans = self.exited() and bool(group_pids(self.pid))
         if self.running() or orphans:
             stop_group(self.pid, grace_s)
             return True
@@ -234,7 +240,7 @@ class Service:
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self.running():
+            if self.exited():
                 raise ClusterError(f"{self.name} exited while starting ({_last_log_line(Path(self.log))}); log: {self.log}")
             if http_ok(self.health_url):
                 return

@@ -2,8 +2,8 @@
 inside the Tune trial, on a cluster with exactly the CPUs its workers ask for, and registers the result; PBT exploits
 across such trials.
 
-Tiny ring-8 jobs through `run_job` on one embedded 2-CPU Ray shared by the module: 2 workers x 1 CPU leaves nothing
-for the Tune function, which must therefore hold no CPU of its own.
+One tiny ring-8 PBT job through `run_job` on an embedded 2-CPU Ray shared by the module: 2 trials x 2 workers x
+0.5 CPU leave nothing for the Tune functions, which must therefore hold no CPU of their own.
 """
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import contextlib
 import io
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,17 +22,6 @@ from tests.pbt_evidence import donor_fingerprints
 
 pytestmark = pytest.mark.timeout(240)
 
-STEPS, EVAL_EVERY, BATCH = 60, 30, 64
-JOB = """\
-name: gf5-ddp
-data: {{uri: "builtin:ring8", batch_size: {batch}}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 500, ema_decay: 0.0}}
-search: {{scheduler: fifo, num_samples: 1}}
-resources: {{cpus_per_trial: 1, workers_per_trial: 2}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: gf5-ddp, tracking_uri: "{tracking_uri}"}}
-"""
 # What Ray Train's controller and workers print at INFO for every start and every report, unless quietened; and
 # the traceback of Ray Train's placement-group cleaner, which cannot reach the State API of an embedded cluster.
 TRAIN_NOISE = ("Requesting resources", "Started training worker group", "Reporting training result",
@@ -49,81 +40,6 @@ class _Tee(io.TextIOBase):
 
     def flush(self) -> None:
         self.target.flush()
-
-
-@pytest.fixture(scope="module")
-def ddp_job(ray_local, tmp_path_factory, mlflow_sqlite_uri):
-    from orchestrator.runner import run_job
-
-    tmp = tmp_path_factory.mktemp("ddp")
-    job = load_job_text(JOB.format(batch=BATCH, steps=STEPS, eval_every=EVAL_EVERY, tmp=tmp,
-                                   tracking_uri=mlflow_sqlite_uri))
-    stream, console = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(_Tee(sys.stdout, console)), contextlib.redirect_stderr(_Tee(sys.stderr, console)):
-        outcome = run_job(job, stream=stream, cache_dir=str(tmp / "cache"))
-    return tmp, outcome, stream.getvalue(), console.getvalue()
-
-
-def reports(run_path: str) -> list[dict]:
-    (path,) = Path(run_path).glob("trial_*/result.json")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def test_two_worker_trial_trains_and_registers(ddp_job):
-    _, outcome, out, _ = ddp_job
-    (trial,) = outcome.ranking
-    assert trial.status == "done" and trial.step == STEPS and trial.value is not None
-    assert outcome.registered is not None and outcome.registered.promoted
-    assert "registered gf5-ddp version 1" in out
-    records = reports(outcome.run_path)
-    assert [r["step"] for r in records] == [EVAL_EVERY, STEPS]
-    assert all(r["workers"] == 2.0 for r in records), "rank 0 did not see a world of 2"
-
-
-def test_each_rank_trains_on_its_own_half_of_the_data(ddp_job):
-    tmp, outcome, _, _ = ddp_job
-    from trainers.data import open_dataset
-
-    rows = open_dataset("builtin:ring8", cache_dir=str(tmp / "cache")).info.num_rows
-    for r in reports(outcome.run_path):
-        # Rank 0 has consumed step x batch rows of its shard: with 2 ranks the shard is half the data set, so the
-        # same rows make twice the epoch fraction a single worker would report.
-        assert r["data_epoch"] == pytest.approx(r["step"] * BATCH / (rows // 2))
-
-
-def test_checkpoints_come_from_rank_0_and_reach_tune(ddp_job):
-    _, outcome, _, _ = ddp_job
-    (trial,) = outcome.ranking
-    train_runs = list(Path(outcome.run_path, "train").glob(f"ddp-{trial.trial_id}-*"))
-    assert len(train_runs) == 1
-    # One checkpoint per evaluation: rank 0 writes it, the other rank reports without one.
-    written = sorted(p for p in train_runs[0].glob("checkpoint_*") if p.is_dir())
-    assert len(written) == STEPS // EVAL_EVERY
-    for checkpoint in written:
-        assert (checkpoint / "generator.safetensors").is_file() and (checkpoint / "grid.png").is_file()
-    # Each is handed to Tune as the trial's own checkpoint, so PBT, retries and registration find it.
-    best = trial.result.get_best_checkpoint("reverse_kl", "min")
-    assert best is not None and Path(best.path).parent.name == f"trial_{trial.trial_id}"
-    assert {p.name for p in Path(best.path).iterdir()} >= {"generator.safetensors", "generator.json", "state.pt"}
-
-
-def test_ray_train_info_lines_stay_off_the_console(ddp_job):
-    *_, console = ddp_job
-    flood = [line for line in console.splitlines() if any(text in line for text in TRAIN_NOISE)]
-    assert not flood, "Ray Train's per-run and per-report lines reached the console:\n" + "\n".join(flood[:5])
-
-
-def test_the_trial_is_tracked_in_mlflow(ddp_job, mlflow_sqlite_uri):
-    from mlflow import MlflowClient
-
-    _, outcome, _, _ = ddp_job
-    client = MlflowClient(tracking_uri=mlflow_sqlite_uri)
-    experiment = client.get_experiment_by_name("ganforge/gf5-ddp")
-    (child,) = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
-    assert child.info.status == "FINISHED"
-    assert child.data.metrics["workers"] == 2.0 and child.data.metrics["step"] == STEPS
-    version = client.get_model_version("gf5-ddp", outcome.registered.version)
-    assert version.tags["trial_id"] == outcome.ranking[0].trial_id
 
 
 class TrainController:
@@ -162,16 +78,17 @@ def test_a_dead_controllers_worker_group_is_released(ray_local):
     ray.util.remove_placement_group(kept)
 
 
-# ------------------------------------------------------------------ PBT across multi-worker trials
+# ------------------------------------------------------------------ one PBT job of two multi-worker trials
 # A DDP trial holds no resources in Tune (its TorchTrainer reserves the workers'), so PBT only sees a population that
 # runs at once: two trials of 2 workers x 0.5 CPU fill the 2 CPUs. They are ranked by the learning rate they apply,
 # a stand-in score that orders them the same at every evaluation (a few GAN steps rank by chance). Synchronous PBT
 # holds each trial at evaluation 2 until both are there, so the lower-lr trial copies the other whatever the two
 # worker groups' start-up times (asynchronous, a trial that started 30 s late could find the other finished).
-PBT_STEPS, PBT_EVAL_EVERY = 90, 30
-PBT_JOB = """\
-name: gf5-ddp-pbt
-data: {{uri: "builtin:ring8", batch_size: 64}}
+# Every test of the module reads this one job: a TorchTrainer costs ~20 s to start on 2 cores.
+STEPS, EVAL_EVERY, BATCH = 90, 30, 64
+JOB = """\
+name: gf5-ddp
+data: {{uri: "builtin:ring8", batch_size: {batch}}}
 model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
 train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 500, ema_decay: 0.0}}
 search:
@@ -185,21 +102,97 @@ search:
   pbt: {{perturbation_interval: 2, quantile_fraction: 0.5, resample_probability: 0.0, synch: true}}
 resources: {{cpus_per_trial: 0.5, workers_per_trial: 2}}
 storage: {{uri: "{tmp}/results"}}
-registry: {{enabled: false, model_name: gf5-ddp-pbt, tracking_uri: "{tracking_uri}"}}
+registry: {{model_name: gf5-ddp, tracking_uri: "{tracking_uri}"}}
 """
 PROVENANCE = ("fingerprint", "restored_fingerprint", "restored_step", "applied_lr_g", "workers", "pid")
 
 
+@dataclass
+class DDPJob:
+    tmp: Path
+    outcome: Any  # orchestrator.runner.JobOutcome
+    out: str  # what the job printed to its stream
+    console: str  # what reached the driver's stdout/stderr (Ray forwards worker output there)
+    policy: list[dict]  # PBT's exploits, from its policy log
+
+
 @pytest.fixture(scope="module")
-def ddp_pbt_job(ray_local, tmp_path_factory, mlflow_sqlite_uri):
+def ddp_job(ray_local, tmp_path_factory, mlflow_sqlite_uri) -> DDPJob:
     from orchestrator.pbt_lineage import collect_policy
     from orchestrator.runner import run_job
 
-    tmp = tmp_path_factory.mktemp("ddp-pbt")
-    job = load_job_text(PBT_JOB.format(steps=PBT_STEPS, eval_every=PBT_EVAL_EVERY, tmp=tmp,
-                                       tracking_uri=mlflow_sqlite_uri))
-    outcome = run_job(job, stream=io.StringIO(), cache_dir=str(tmp / "cache"))
-    return outcome, collect_policy(outcome.run_path)
+    tmp = tmp_path_factory.mktemp("ddp")
+    job = load_job_text(JOB.format(batch=BATCH, steps=STEPS, eval_every=EVAL_EVERY, tmp=tmp,
+                                   tracking_uri=mlflow_sqlite_uri))
+    stream, console = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, console)), contextlib.redirect_stderr(_Tee(sys.stderr, console)):
+        outcome = run_job(job, stream=stream, cache_dir=str(tmp / "cache"))
+    return DDPJob(tmp, outcome, stream.getvalue(), console.getvalue(), collect_policy(outcome.run_path))
+
+
+def result_records(run_path: str) -> list[dict]:
+    """Every report in Tune's result files (under PBT not a full history: see trial_reports)."""
+    return [json.loads(line) for path in Path(run_path).glob("trial_*/result.json")
+            for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_two_worker_trials_train_and_register(ddp_job):
+    ranking = ddp_job.outcome.ranking
+    assert len(ranking) == 2
+    assert all(t.status == "done" and t.step == STEPS and t.value is not None for t in ranking)
+    assert ddp_job.outcome.registered is not None and ddp_job.outcome.registered.promoted
+    assert "registered gf5-ddp version 1" in ddp_job.out
+    records = result_records(ddp_job.outcome.run_path)
+    assert records and all(r["workers"] == 2.0 for r in records), "rank 0 did not see a world of 2"
+
+
+def test_each_rank_trains_on_its_own_half_of_the_data(ddp_job):
+    from trainers.data import open_dataset
+
+    rows = open_dataset("builtin:ring8", cache_dir=str(ddp_job.tmp / "cache")).info.num_rows
+    for r in result_records(ddp_job.outcome.run_path):
+        # Rank 0 has consumed step x batch rows of its shard: with 2 ranks the shard is half the data set, so the
+        # same rows make twice the epoch fraction a single worker would report (a PBT copy brings the position along).
+        assert r["data_epoch"] == pytest.approx(r["step"] * BATCH / (rows // 2))
+
+
+def test_checkpoints_come_from_rank_0_and_reach_tune(ddp_job):
+    from trainers.export import read_generator_config
+
+    for trial in ddp_job.outcome.ranking:
+        train_runs = list(Path(ddp_job.outcome.run_path, "train").glob(f"ddp-{trial.trial_id}-*"))
+        assert train_runs  # one per process PBT started for the trial
+        for run in train_runs:
+            # One checkpoint per evaluation, with the export and grid only rank 0 writes: were the other rank
+            # checkpointing too, a step would appear twice or a checkpoint would lack them.
+            written = [p for p in run.glob("checkpoint_*") if p.is_dir()]
+            for checkpoint in written:
+                assert (checkpoint / "generator.safetensors").is_file() and (checkpoint / "grid.png").is_file()
+            steps = [read_generator_config(p)["meta"]["step"] for p in written]
+            assert len(steps) == len(set(steps)) and all(step % EVAL_EVERY == 0 for step in steps)
+        # Each is handed to Tune as the trial's own checkpoint, so PBT, retries and registration find it.
+        best = trial.result.get_best_checkpoint("applied_lr_g", "max")
+        assert best is not None and Path(best.path).parent.name == f"trial_{trial.trial_id}"
+        assert {p.name for p in Path(best.path).iterdir()} >= {"generator.safetensors", "generator.json", "state.pt"}
+
+
+def test_ray_train_info_lines_stay_off_the_console(ddp_job):
+    flood = [line for line in ddp_job.console.splitlines() if any(text in line for text in TRAIN_NOISE)]
+    assert not flood, "Ray Train's per-run and per-report lines reached the console:\n" + "\n".join(flood[:5])
+
+
+def test_the_trials_are_tracked_in_mlflow(ddp_job, mlflow_sqlite_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_sqlite_uri)
+    experiment = client.get_experiment_by_name("ganforge/gf5-ddp")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert {c.data.tags["ganforge.trial_id"] for c in children} == {t.trial_id for t in ddp_job.outcome.ranking}
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["workers"] == 2.0 and child.data.metrics["step"] == STEPS
+    version = client.get_model_version("gf5-ddp", ddp_job.outcome.registered.version)
+    assert version.tags["trial_id"] == ddp_job.outcome.ranking[0].trial_id
 
 
 def trial_reports(run_path: str, tracking_uri: str, job: str) -> dict[str, list[dict]]:
@@ -230,11 +223,10 @@ def trial_reports(run_path: str, tracking_uri: str, job: str) -> dict[str, list[
     return {trial: sorted(records.values(), key=lambda r: r["step"]) for trial, records in out.items()}
 
 
-def test_pbt_exploit_copies_the_donors_ddp_state_and_applies_the_recipients_lr(ddp_pbt_job, mlflow_sqlite_uri):
-    outcome, policy = ddp_pbt_job
+def test_pbt_exploit_copies_the_donors_ddp_state_and_applies_the_recipients_lr(ddp_job, mlflow_sqlite_uri):
+    outcome, policy = ddp_job.outcome, ddp_job.policy
     assert policy, "PBT made no exploit between the two multi-worker trials"
-    assert len(outcome.ranking) == 2 and all(o.status == "done" and o.step == PBT_STEPS for o in outcome.ranking)
-    by_trial = trial_reports(outcome.run_path, mlflow_sqlite_uri, "gf5-ddp-pbt")
+    by_trial = trial_reports(outcome.run_path, mlflow_sqlite_uri, "gf5-ddp")
     assert all(r["workers"] == 2.0 for records in by_trial.values() for r in records)
     verified = 0
     for exploit in policy:

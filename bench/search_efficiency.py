@@ -16,7 +16,9 @@ any when its first trial is a good one), so each comparison is repeated for seve
                                                 [--pbt-population 4]
 
 PBT runs a population of 4 (on 2 slots it time-shares them); random search and ASHA sample 24 configurations, the
-first 4 of which are PBT's population.
+first 4 of which are PBT's population. `--schedulers …,asha_tpe` adds ASHA over the configurations Optuna's TPE
+suggests (`search.algorithm: optuna`, BOHB's idea): TPE samples its first 10 at random, then where the reports so far
+were good (its draws are its own, not the ones the random searches share).
 
 The last line is `asha_vs_random=… pbt_vs_random=…`: iterations to each data set's first (harder) target, summed over
 data sets and seeds, divided by random search's sum. The line before gives the same per data set and target. A seed
@@ -41,6 +43,7 @@ from orchestrator.spec import load_job_text  # noqa: E402
 COMMON = """\
 name: {name}
 search:
+  algorithm: {algorithm}
   scheduler: {scheduler}
   num_samples: {samples}
   random_seed: {seed}
@@ -134,17 +137,18 @@ def reports_in_time_order(tracking_uri: str, experiment: str, metric: str) -> li
     return [value for _, value in logged]
 
 
-def run_search(bench: Benchmark, scheduler: str, samples: int, seed: int, tmp: str, tracking_uri: str,
+def run_search(bench: Benchmark, search: str, samples: int, seed: int, tmp: str, tracking_uri: str,
                grace: int = 1) -> SearchCost:
     from orchestrator.runner import run_job
 
-    name = f"eff-{bench.name}-{scheduler}-{seed}"
-    text = COMMON.format(name=name, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
+    name = f"eff-{bench.name}-{search.replace('_', '-')}-{seed}"
+    algorithm, scheduler = SEARCHES[search]
+    text = COMMON.format(name=name, algorithm=algorithm, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
                          mode=bench.mode, tracking_uri=tracking_uri) + bench.job
     started = time.perf_counter()
     run_job(load_job_text(text), stream=io.StringIO())
     wall = time.perf_counter() - started
-    return SearchCost(scheduler, reports_in_time_order(tracking_uri, f"ganforge/{name}", bench.metric), wall, bench)
+    return SearchCost(search, reports_in_time_order(tracking_uri, f"ganforge/{name}", bench.metric), wall, bench)
 
 
 def warm(job) -> None:
@@ -159,7 +163,10 @@ def warm(job) -> None:
         trainer.close()
 
 
-SCHEDULERS = ("fifo", "asha", "pbt")  # fifo over randomly sampled configurations is "random search"
+# Each search: (search.algorithm, search.scheduler). fifo over randomly sampled configurations is "random search";
+# asha_tpe is ASHA stopping the configurations Optuna's TPE suggests (BOHB's idea), not run unless asked for.
+SEARCHES = {"fifo": ("random", "fifo"), "asha": ("random", "asha"), "pbt": ("random", "pbt"),
+            "asha_tpe": ("optuna", "asha")}
 
 
 def ratio(cost: int, baseline: int) -> str:
@@ -175,8 +182,9 @@ def main() -> None:
                              "and spends ~4x random search's iterations before any trial gets deep)")
     parser.add_argument("--seeds", default="0,1", help="search seeds; each is shared by the three searches")
     parser.add_argument("--from-log", help="recompute the summary from the per-search lines an earlier run printed")
-    parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run (with --from-log over "
-                        "several logs, searches of other runs can complete the comparison)")
+    parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run, of "
+                        f"{','.join(SEARCHES)} (with --from-log over several logs, searches of other runs can "
+                        "complete the comparison)")
     parser.add_argument("--asha-grace", type=int, default=1, help="ASHA's grace period in evaluations")
     args = parser.parse_args()
     if args.from_log:
@@ -198,14 +206,13 @@ def main() -> None:
         results: dict[tuple[str, int], dict[str, SearchCost]] = {}  # (data set, seed) -> scheduler -> cost
         for bench in datasets:
             for seed in seeds:
-                for scheduler, samples in (("fifo", args.samples), ("asha", args.samples), ("pbt", population)):
-                    if scheduler not in args.schedulers.split(","):
-                        continue
-                    cost = run_search(bench, scheduler, samples, seed, tmp, tracking_uri, grace=args.asha_grace)
-                    results.setdefault((bench.name, seed), {})[scheduler] = cost
+                for search in args.schedulers.split(","):
+                    samples = population if search == "pbt" else args.samples
+                    cost = run_search(bench, search, samples, seed, tmp, tracking_uri, grace=args.asha_grace)
+                    results.setdefault((bench.name, seed), {})[search] = cost
                     op = "<=" if bench.mode == "min" else ">="
                     hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
-                    print(f"{bench.name:7s} seed={seed} {scheduler:5s} samples={samples:3d} {hits} "
+                    print(f"{bench.name:7s} seed={seed} {search:5s} samples={samples:3d} {hits} "
                           f"spent={len(cost.reports):4d} best={bench.best(cost.reports):.3g} wall_s={cost.wall_s:.0f}",
                           file=sys.stderr, flush=True)
     for line in summary(datasets, results):
@@ -229,7 +236,9 @@ def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str,
         for target, hit in re.findall(r"to_\w+[<>]=([\d.]+)=\s*(>?=?\d+)", hits):
             if not hit.startswith(">"):
                 i = int(hit) - 1
-                reports[i] = float(target) if reports[i] == bad else (min if bench.mode == "max" else max)(reports[i], float(target))
+                # One report that reached two targets reached the stricter one: keep that.
+                stricter = max if bench.mode == "max" else min
+                reports[i] = float(target) if reports[i] == bad else stricter(reports[i], float(target))
         results.setdefault((bench.name, seed), {})[scheduler] = SearchCost(scheduler, reports, 0.0, bench)
         if bench.name not in names:
             names.append(bench.name)
@@ -239,29 +248,34 @@ def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str,
 def summary(datasets: list[Benchmark], results: dict[tuple[str, int], dict[str, SearchCost]]) -> list[str]:
     """Ratios to random search per data set and target, then the last line (first target, data sets summed).
 
-    A seed where none of the three searches reached a target says nothing about it and is left out of that
-    target's sums (counted in `skipped`); where only some did, the others are charged all they spent.
+    Only searches that ran on every (data set, seed) are compared. A seed where none of them reached a target says
+    nothing about it and is left out of that target's sums (counted in `skipped`); where only some did, the others
+    are charged all they spent, and no less than the most any of them spent.
     """
-    sums = {(b.name, t): dict.fromkeys(SCHEDULERS, 0) for b in datasets for t in b.targets}
+    searches = [name for name in SEARCHES if all(name in costs for costs in results.values())]
+    if "fifo" not in searches:
+        return ["no random (fifo) search on every seed to compare with: combine logs with --from-log"]
+    others = [name for name in searches if name != "fifo"]
+    sums = {(b.name, t): dict.fromkeys(searches, 0) for b in datasets for t in b.targets}
     skipped = dict.fromkeys(sums, 0)
     for bench in datasets:
-        for (name, _), costs in results.items():
+        for (name, _), all_costs in results.items():
             if name != bench.name:
                 continue
+            costs = {search: all_costs[search] for search in searches}
             for target in bench.targets:
                 if all(c.to_target(target) is None for c in costs.values()):
                     skipped[(name, target)] += 1
                     continue
                 budget = max(len(c.reports) for c in costs.values())
-                for scheduler, cost in costs.items():
-                    sums[(name, target)][scheduler] += cost.charged(target, budget)
-    fields = [f"{name}_{scheduler}_vs_random@{target:g}={ratio(costs[scheduler], costs['fifo'])}"
-              for (name, target), costs in sums.items() for scheduler in ("asha", "pbt")]
+                for search, cost in costs.items():
+                    sums[(name, target)][search] += cost.charged(target, budget)
+    fields = [f"{name}_{search}_vs_random@{target:g}={ratio(costs[search], costs['fifo'])}"
+              for (name, target), costs in sums.items() for search in others]
     fields += [f"skipped_seeds@{name}:{target:g}={n}" for (name, target), n in skipped.items() if n]
     first = [sums[(b.name, b.targets[0])] for b in datasets]
-    total = {s: sum(costs[s] for costs in first) for s in SCHEDULERS}
-    return [" ".join(fields),
-            f"asha_vs_random={ratio(total['asha'], total['fifo'])} pbt_vs_random={ratio(total['pbt'], total['fifo'])}"]
+    total = {search: sum(costs[search] for costs in first) for search in searches}
+    return [" ".join(fields), " ".join(f"{search}_vs_random={ratio(total[search], total['fifo'])}" for search in others)]
 
 
 if __name__ == "__main__":

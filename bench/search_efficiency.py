@@ -55,7 +55,7 @@ search:
     train.lr_d: {{loguniform: [1.0e-5, 3.0e-2]}}
     train.beta1: {{choice: [0.0, 0.5, 0.9]}}
   asha: {{grace_period: {grace}, reduction_factor: 3}}
-  pbt: {{perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: 0.25}}
+  pbt: {{perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: {resample}}}
 resources: {{cpus_per_trial: 1}}
 storage: {{uri: "{tmp}/{name}"}}
 registry: {{enabled: false, tracking_uri: "{tracking_uri}"}}
@@ -138,12 +138,13 @@ def reports_in_time_order(tracking_uri: str, experiment: str, metric: str) -> li
 
 
 def run_search(bench: Benchmark, search: str, samples: int, seed: int, tmp: str, tracking_uri: str,
-               grace: int = 1) -> SearchCost:
+               grace: int = 1, resample: float = 0.25) -> SearchCost:
     from orchestrator.runner import run_job
 
     name = f"eff-{bench.name}-{search.replace('_', '-')}-{seed}"
     algorithm, scheduler = SEARCHES[search]
     text = COMMON.format(name=name, algorithm=algorithm, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
+                         resample=resample,
                          mode=bench.mode, tracking_uri=tracking_uri) + bench.job
     started = time.perf_counter()
     run_job(load_job_text(text), stream=io.StringIO())
@@ -185,6 +186,9 @@ def main() -> None:
     parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run, of "
                         f"{','.join(SEARCHES)} (with --from-log over several logs, searches of other runs can "
                         "complete the comparison)")
+    parser.add_argument("--pbt-resample", type=float, default=0.25,
+                        help="PBT's resample_probability: how often explore draws a fresh value from the space "
+                             "instead of perturbing the donor's by x0.8/x1.2")
     parser.add_argument("--asha-grace", type=int, default=1, help="ASHA's grace period in evaluations")
     args = parser.parse_args()
     if args.from_log:
@@ -208,7 +212,8 @@ def main() -> None:
             for seed in seeds:
                 for search in args.schedulers.split(","):
                     samples = population if search == "pbt" else args.samples
-                    cost = run_search(bench, search, samples, seed, tmp, tracking_uri, grace=args.asha_grace)
+                    cost = run_search(bench, search, samples, seed, tmp, tracking_uri, grace=args.asha_grace,
+                                      resample=args.pbt_resample)
                     results.setdefault((bench.name, seed), {})[search] = cost
                     op = "<=" if bench.mode == "min" else ">="
                     hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)

@@ -9,11 +9,12 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ray.tune import ResultGrid
 
 from orchestrator.search import SEED_KEY, TRIAL_INDEX
+from trainers.registry import Registry
 
 
 @dataclass
@@ -22,9 +23,11 @@ class TrialOutcome:
     status: str  # done | stopped | diverged | error
     iterations: int
     step: int
-    value: Optional[float]  # best checkpointed score (None when the trial never scored)
+    value: Optional[float]  # the score of the evaluation `search.score` picks (None when the trial never scored)
     params: dict[str, Any]
     result: Any  # ray.tune.Result, for its checkpoints
+    checkpoint: Any = None  # that evaluation's ray.tune.Checkpoint: what registration exports
+    checkpoint_metrics: Optional[dict[str, Any]] = None  # everything that evaluation reported
 
     @property
     def configuration(self) -> str:
@@ -58,27 +61,49 @@ def _status(result, max_iterations: int) -> str:
     return "done" if metrics.get("training_iteration", 0) >= max_iterations else "stopped"
 
 
-def _best_value(result, metric: str, mode: str) -> Optional[float]:
+# search.score: which of a trial's checkpointed evaluations stands for it, as (checkpoint, its reported metrics).
+Scoring = Callable[[Any, str, str], Optional[tuple[Any, dict[str, Any]]]]
+SCORINGS: Registry[Scoring] = Registry("search.score")
+
+
+@SCORINGS.register("best")
+def best_evaluation(result, metric: str, mode: str) -> Optional[tuple[Any, dict[str, Any]]]:
+    """The evaluation with the best score: what early stopping on a validation metric keeps."""
     if not result.best_checkpoints:
         return None
     best = result.get_best_checkpoint(metric, mode)
-    scores = [m.get(metric) for c, m in result.best_checkpoints if c == best]
-    return scores[0] if scores and scores[0] is not None and math.isfinite(scores[0]) else None
+    return next(((c, m) for c, m in result.best_checkpoints if c == best), None)
 
 
-def rank(grid: ResultGrid, metric: str, mode: str, max_iterations: int) -> list[TrialOutcome]:
+@SCORINGS.register("last")
+def last_evaluation(result, metric: str, mode: str) -> Optional[tuple[Any, dict[str, Any]]]:
+    """The trial's final evaluation: rewards configurations that stay good, not ones that peak and fall apart.
+    Tune never deletes a trial's latest checkpoint, whatever `storage.checkpoints_to_keep` says."""
+    latest = result.checkpoint
+    if latest is None:
+        return None
+    return latest, next((m for c, m in result.best_checkpoints or [] if c.path == latest.path), result.metrics or {})
+
+
+def rank(grid: ResultGrid, metric: str, mode: str, max_iterations: int, score: str = "best") -> list[TrialOutcome]:
+    pick = SCORINGS.get(score)
     outcomes = []
     for result in grid:
         status = _status(result, max_iterations)
         metrics = result.metrics or {}
+        picked = pick(result, metric, mode) if status in ("done", "stopped") else None
+        value = picked[1].get(metric) if picked else None
+        usable = value is not None and math.isfinite(value)
         outcomes.append(TrialOutcome(
             trial_id=metrics.get("trial_id") or result.path.rstrip("/").split("/")[-1].removeprefix("trial_"),
             status=status,
             iterations=int(metrics.get("training_iteration", 0)),
             step=int(metrics.get("step", 0)),
-            value=_best_value(result, metric, mode) if status in ("done", "stopped") else None,
+            value=value if usable else None,
             params=dict(result.config or {}),
             result=result,
+            checkpoint=picked[0] if usable else None,
+            checkpoint_metrics=picked[1] if usable else None,
         ))
     sign = 1 if mode == "min" else -1
     # Scored trials first (best first), then the ones without a usable score.

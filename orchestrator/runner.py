@@ -155,7 +155,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
             ),
         )
     grid = tuner.fit()
-    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
+    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial, plan.spec.search.score)
     outcome = JobOutcome(run_path=run_path, ranking=ranking)
     if spec.search.scheduler == "pbt":
         _log_pbt_policy(tracker, run_path)
@@ -264,10 +264,9 @@ def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, r
                      info, tracking_uri: str, run_path: str, run_id: Optional[str] = None):
     from orchestrator.registry import Candidate, register_champion
 
-    checkpoint = champion.result.get_best_checkpoint(plan.metric, plan.mode)
+    checkpoint, metrics = champion.checkpoint, champion.checkpoint_metrics or {}
     with tempfile.TemporaryDirectory(prefix="ganforge-champion-") as tmp:
         local = Path(checkpoint.to_directory(tmp))
-        metrics = next((m for c, m in champion.result.best_checkpoints if c == checkpoint), {})
         lineage = {
             "job": job.spec.name,
             "run_path": run_path,
@@ -304,7 +303,7 @@ def register_from_storage(job: LoadedJob, run_path: str, stream: Optional[TextIO
     info = prepare_data(job, None)
     _quiet_tune()
     grid = tune.Tuner.restore(run_path, run_trial).get_results()
-    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial)
+    ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial, plan.spec.search.score)
     champion = pick_champion(ranking, plan.mode)
     if champion is None:
         raise JobFailedError(f"{run_path}: no trial has a usable {plan.metric}; nothing to register")

@@ -226,6 +226,33 @@ def test_configurations_rank_by_median_and_fraction_not_diverged(seeds_job):
     assert '"train.lr_d": 0.001' in summary.splitlines()[2] and '"train.lr_d": 50.0' in summary.splitlines()[3]
 
 
+def test_search_score_picks_the_best_or_the_last_evaluation_and_its_checkpoint(seeds_job):
+    """`search.score`: `best` stands a trial by its best evaluation, `last` by its final one (a configuration that
+    peaks and falls apart ranks low); either way the checkpoint handed to registration is that evaluation's.
+    Ranked here by D's loss, which moves at every evaluation of these 60-step trials (their reverse KL sits at log 8)."""
+    from orchestrator.results import rank
+    from trainers.export import read_generator_config
+
+    outcome, _ = seeds_job
+    results = [o.result for o in outcome.ranking]
+    records = reports(outcome.run_path)
+    values = {}
+    for score, pick in (("best", min), ("last", lambda losses: losses[-1])):
+        ranked = rank(results, "loss_d", "min", 3, score)
+        scored = [o for o in ranked if o.value is not None]
+        assert len(scored) == 2  # the two seeds that did not diverge, best first
+        assert [o.value for o in scored] == sorted(o.value for o in scored)
+        for o in scored:
+            trial_records = records[o.trial_id]
+            chosen = pick([r["loss_d"] for r in trial_records])
+            assert o.value == chosen and o.checkpoint_metrics["loss_d"] == chosen
+            steps = {r["step"] for r in trial_records if r["loss_d"] == chosen}
+            assert read_generator_config(o.checkpoint.path)["meta"]["step"] in steps
+        assert all(o.checkpoint is None for o in ranked if o.value is None)
+        values[score] = {o.trial_id: o.value for o in scored}
+    assert values["best"] != values["last"], "the trials' best and last evaluations coincide: nothing was shown"
+
+
 def test_mlflow_holds_the_configuration_ranking(seeds_job, mlflow_sqlite_uri):
     client, parent = parent_run(mlflow_sqlite_uri, "gf5-seeds")
     rows = json.loads(Path(client.download_artifacts(parent.info.run_id, "trials.json")).read_text())

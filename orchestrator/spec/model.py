@@ -78,6 +78,7 @@ class SearchConfig(Section):
     random_seed: int = Field(0, ge=0, description="Seed of the search itself (which configurations are sampled).")
     metric: str = Field("auto", description="Metric the search optimises: auto = fid for images, reverse_kl for points.")
     mode: Optional[Literal["min", "max"]] = Field(None, description="Whether lower or higher is better; null = the metric's natural direction.")
+    score: Literal["best", "last"] = Field("best", description="Which evaluation stands for a trial (its score, and the checkpoint registered): best = its best evaluation, last = its final one, which ranks configurations that stay good above ones that peak and fall apart.")
     space: dict[str, Distribution] = Field(
         default_factory=dict,
         description="Searched fields: dotted spec path (e.g. train.lr_g) -> distribution. Join paths with ',' to search them together as tuples.",

@@ -73,7 +73,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
         if checkpoint:
             with checkpoint.as_directory() as directory:
                 trainer.load_checkpoint(directory)  # every rank; re-applies this trial's own hyperparameters
-            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer))
+            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer.G))
         while trainer.step < cfg.train.steps:
             try:
                 stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
@@ -82,7 +82,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
                 return
             if rank == 0:
                 metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance,
-                           "diverged": 0.0, "workers": float(world), "fingerprint": fingerprint(trainer)}
+                           "diverged": 0.0, "workers": float(world), "fingerprint": fingerprint(trainer.G)}
                 with tempfile.TemporaryDirectory(prefix="ganforge-ddp-") as directory:
                     trainer.save_checkpoint(directory)
                     train.report(metrics, checkpoint=train.Checkpoint.from_directory(directory))

@@ -99,7 +99,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             with checkpoint.as_directory() as directory:
                 trainer.load_checkpoint(directory)  # re-applies this trial's own hyperparameters
             # What a retried, resumed or PBT-exploited trial started from, so it can be checked from outside.
-            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer))
+            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer.G))
         while trainer.step < cfg.train.steps:
             try:
                 stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
@@ -109,7 +109,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 status = "KILLED"
                 return
             metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance, "diverged": 0.0}
-            metrics["fingerprint"] = fingerprint(trainer)  # of the state this report checkpoints
+            metrics["fingerprint"] = fingerprint(trainer.G)  # of the state this report checkpoints
             _report(trainer, metrics, tracker)
         status = "FINISHED"
     except SystemExit:  # Tune stopped the trial inside tune.report (ASHA/median): stopped early, not failed
@@ -130,10 +130,10 @@ def applied_hparams(trainer: GANTrainer) -> dict[str, float]:
     return applied
 
 
-def fingerprint(trainer: GANTrainer) -> float:
-    """A cheap digest of the generator's weights: equal digests across trials mean a copied state."""
+def fingerprint(generator: torch.nn.Module) -> float:
+    """A cheap digest of a generator's weights: equal digests across trials mean a copied state."""
     with torch.no_grad():
-        return float(sum(p.double().sum() * (i + 1) for i, p in enumerate(trainer.G.parameters())))
+        return float(sum(p.double().sum() * (i + 1) for i, p in enumerate(generator.parameters())))
 
 
 def _report(trainer: GANTrainer, metrics: dict[str, float], tracker) -> None:

@@ -7,7 +7,6 @@ checkpoints stay (PBT keeps them all), so the digest of the weights each one hol
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +21,7 @@ def checkpointed_fingerprints(run_path: str, trial_id: str) -> dict[float, float
     for checkpoint in Path(run_path, f"trial_{trial_id}").glob("checkpoint_*"):
         generator = load_generator_dir(checkpoint)
         assert generator.meta["weights"] == "raw", f"{checkpoint} exports its EMA weights, not the trained ones"
-        out[float(generator.meta["step"])] = fingerprint(SimpleNamespace(G=generator))
+        out[float(generator.meta["step"])] = fingerprint(generator)
     return out
 
 

@@ -157,6 +157,52 @@ def test_categorical_latent_gan_learns_ring8_and_round_trips(cache, tmp_path):
     trainer.close()
 
 
+def category_centres(generator, k: int) -> torch.Tensor:
+    """G's output for each of its k categories with the continuous rest of z at 0 (z0 at the category's middle quantile)."""
+    u = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+    z = torch.zeros(k, generator.latent_dim)
+    z[:, 0] = (2**0.5 * torch.erfinv(2 * u - 1)).float()
+    with torch.no_grad():
+        return generator(z)
+
+
+def test_latent_init_data_starts_every_category_on_a_real_sample(cache):
+    """train.latent_init: data regresses each category onto a real sample before step 0: the categories start on
+    the ring's modes and spread over them, where G's weight init leaves them bunched between two; the EMA starts
+    from the anchored G, no training step is counted, and a restored trainer is not anchored again."""
+    centres = {}
+    for init in ("random", "data"):
+        base = ring(ema_decay=0.99)
+        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
+                                        "train": {**base.train.model_dump(), "latent_init": init}})
+        trainer = GANTrainer(cfg, cache_dir=cache)
+        trainer.train_steps(0)
+        mixture = trainer.info.extra["mixture"]
+        means, sigma = torch.tensor(mixture["means"], dtype=torch.float64), mixture["sigma"]
+        centres[init] = category_centres(trainer.G, 16)
+        assert trainer.step == 0
+        assert all(torch.equal(a, b) for a, b in zip(trainer.ema.model.parameters(), trainer.G.parameters()))
+        if init == "data":
+            assert trainer.latent_init_metrics["anchor_mse"] < 1e-3
+            state = trainer.state_dict()
+            restored = GANTrainer(trainer.cfg, cache_dir=cache)
+            restored.load_state_dict(state)
+            restored.train_steps(0)
+            assert restored.latent_init_metrics == {} and torch.equal(category_centres(restored.G, 16), centres["data"])
+            restored.close()
+        trainer.close()
+    nearest_sigmas, nearest_mode = torch.cdist(centres["data"].double(), means).min(dim=1)
+    assert nearest_sigmas.max() < 5 * sigma and nearest_mode.unique().numel() >= 6  # on the modes, most of them
+    bunched_sigmas, bunched_mode = torch.cdist(centres["random"].double(), means).min(dim=1)
+    assert bunched_sigmas.min() > 5 * sigma and bunched_mode.unique().numel() <= 2
+    assert (centres["data"].std(0) > 10 * centres["random"].std(0)).all()
+
+
+def test_latent_init_data_needs_categories():
+    with pytest.raises(ValueError, match="train.latent_init: data anchors the categories.*set model.latent_categories"):
+        GANConfig.model_validate({"model": {"family": "gan", "latent_dim": 2}, "train": {"latent_init": "data"}})
+
+
 def test_categorical_latent_needs_a_continuous_coordinate():
     with pytest.raises(ValueError, match="latent_categories needs model.latent_dim >= 2"):
         GANConfig.model_validate({"model": {"family": "gan", "latent_dim": 1, "latent_categories": 8}})

@@ -106,12 +106,14 @@ R2_WITHIN_3_SIGMA = 2 * (1 - 5.5 * math.exp(-4.5)) / (1 - math.exp(-4.5))
 def test_mixture_exact_constructions():
     ev = build_evaluator(mixture_info(RING, RING_SIGMA), (mixture_sampler(RING, RING_SIGMA, 0)(2500), None), 2500, None)
     one_mean = ev.evaluate(lambda n: torch.tensor([RING[3]]).expand(n, 2))
-    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5, "mode_spread": pytest.approx(0.0, abs=1e-4)}
+    assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5,
+                        "balanced_mode_hq": pytest.approx(12.5), "mode_spread": pytest.approx(0.0, abs=1e-4)}
 
     # exactly on four of the eight means, in equal shares: p = 1/4 each, KL = log(8/4)
     four = torch.tensor(RING[:4])
     assert ev.evaluate(lambda n: four.repeat(n // 4, 1)) == {"modes": 4.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(2)),
-                                                         "mode_hq": 50.0, "mode_spread": pytest.approx(0.0, abs=1e-4)}
+                                                         "mode_hq": 50.0, "balanced_mode_hq": pytest.approx(50.0),
+                                                         "mode_spread": pytest.approx(0.0, abs=1e-4)}
 
     # half the samples just inside 3 sigma of a mean, half just outside
     near = torch.tensor(RING[0]) + torch.tensor([2.9 * RING_SIGMA, 0.0])
@@ -119,11 +121,23 @@ def test_mixture_exact_constructions():
     half = ev.evaluate(lambda n: torch.cat([near.expand(n // 2, 2), far.expand(n - n // 2, 2)]))
     # (the HQ half sits 2.9 sigma out: RMS 2.9 sigma against a perfect sampler's sqrt(2 x 0.9494) sigma within 3 sigma)
     assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25,
+                    "balanced_mode_hq": pytest.approx(6.25),
                     "mode_spread": pytest.approx(2.9 / math.sqrt(R2_WITHIN_3_SIGMA), rel=1e-4)}
 
     # nothing high quality (including NaN samples from a diverged generator): no modes, KL at its collapsed value
     nothing = ev.evaluate(lambda n: torch.full((n, 2), float("nan")))
-    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0, "mode_spread": 0.0}
+    assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0,
+                       "balanced_mode_hq": 0.0, "mode_spread": 0.0}
+
+    # every mode covered but unevenly (two means with twice the share of the other six): mode_hq cannot tell it from
+    # an even fill; balanced_mode_hq counts exp(H(p)) effective modes instead of 8. Rows cycle in tens: the
+    # evaluator asks for 500 at a time.
+    uneven = torch.tensor(RING[:2] * 2 + RING[2:])
+    scores = ev.evaluate(lambda n: uneven.repeat(n // 10, 1))
+    p = torch.tensor([0.2] * 2 + [0.1] * 6, dtype=torch.float64)
+    effective_modes = math.exp(-(p * p.log()).sum().item())  # 7.58
+    assert scores["modes"] == 8.0 and scores["mode_hq"] == pytest.approx(100.0)
+    assert scores["balanced_mode_hq"] == pytest.approx(100.0 * effective_modes / 8) and scores["balanced_mode_hq"] < 95
 
 
 @pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])
@@ -195,6 +209,7 @@ def test_mixture_mode_hq_is_modes_share_times_hq(means, sigma):
     assert blur["mode_hq"] == pytest.approx(blur["hq"]) and blur["mode_hq"] < 10 < perfect["mode_hq"]
     for name, scores in {"on_means": on_means, "perfect": perfect, "collapsed": collapsed, "blur": blur}.items():
         assert scores["mode_hq"] == pytest.approx(scores["modes"] / k * scores["hq"]), name
+        assert scores["balanced_mode_hq"] == pytest.approx(scores["hq"] * math.exp(-scores["reverse_kl"])), name
 
 
 def test_mixture_needs_its_means():

@@ -29,6 +29,7 @@ from trainers.diagnostics import collapse_report, largest_spectral_norm, sample_
 from trainers.ema import GeneratorEMA
 from trainers.families import build_networks
 from trainers.families.layers import pack_samples
+from trainers.latent_init import LATENT_INITS
 from trainers.losses import LOSSES
 from trainers.optim import OPTIMIZERS, apply_hparams as apply_optimizer_hparams
 from trainers.penalties import PENALTIES
@@ -140,6 +141,8 @@ class GANTrainer:
         self._evaluator = None
         self._real_diversity: float | None = None
         self._last_penalty: torch.Tensor | None = None
+        self._latent_initialised = False
+        self.latent_init_metrics: dict[str, float] = {}
         self._configure(train)
 
     def _rng_seed(self) -> int:
@@ -177,6 +180,25 @@ class GANTrainer:
     # ------------------------------------------------------------------ training
     def _latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.G.latent_dim, generator=self.rng).to(self.device, non_blocking=True)
+
+    def latents(self, n: int) -> torch.Tensor:
+        return self._latents(n)
+
+    def real_samples(self, n: int) -> torch.Tensor:
+        """n real samples from the training stream (advancing it), on the training device."""
+        xs: list[torch.Tensor] = []
+        while sum(x.shape[0] for x in xs) < n:
+            xs.append(self.stream.next_batch()[0])
+        return torch.cat(xs)[:n].to(self.device)
+
+    def _initialise_latent(self) -> None:
+        """model.latent_init, once, before the first generator step (never after a restore)."""
+        self._latent_initialised = True
+        if self.step > 0:
+            return
+        self.latent_init_metrics = LATENT_INITS.get(self.cfg.train.latent_init)(self.G, lambda z: self._g(z, None), self)
+        if self.latent_init_metrics and self.ema:  # the average starts from the initialised G, not the random one
+            self.ema.model.load_state_dict(self.G.state_dict())
 
     def _real_batch(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         x, y = self.stream.next_batch()
@@ -282,6 +304,8 @@ class GANTrainer:
         """Run `n` generator updates (each after `n_critic` discriminator updates); return mean sampled diagnostics."""
         self._g.train()
         self._d.train()
+        if not self._latent_initialised:
+            self._initialise_latent()
         stats = _RunningStats()
         for i in range(n):
             sample = (i + 1) % _DIAGNOSTICS_EVERY == 0 or i == n - 1
@@ -412,6 +436,7 @@ class GANTrainer:
             )
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
+        self._latent_initialised = True  # a restored G is where its training left it
         if self.ema and state["G_ema"]:
             self.ema.model.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])

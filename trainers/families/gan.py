@@ -30,9 +30,10 @@ class MLPGenerator(Generator):
         self.image_shape = tuple(image_shape) if image_shape else None
         layers: list[nn.Module] = []
         d = latent_dim
-        if latent_categories:
-            layers.append(CategoricalLatent(latent_dim, latent_categories))
-            d = layers[-1].out_features
+        self.categorical = CategoricalLatent(latent_dim, latent_categories) if latent_categories else None
+        if self.categorical is not None:
+            layers.append(self.categorical)
+            d = self.categorical.out_features
         for _ in range(depth):
             layers += [nn.Linear(d, width), nn.ReLU()]
             d = width

@@ -35,6 +35,7 @@ METRIC_MODES: dict[str, str] = {
     "hq": "max",
     "reverse_kl": "min",
     "mode_hq": "max",
+    "balanced_mode_hq": "max",
 }
 
 CHUNK = 500  # samples requested from sample_fn at a time: bounds memory for large images

@@ -11,6 +11,11 @@ mean (a perfect sampler reaches only P(chi2_2 <= 9) = 1 - exp(-4.5) = 98.89 %).
   modes and put its samples on them. Modes alone rewards blur; HQ alone, and reverse KL (which only sees the HQ
   samples), reward a generator that drops modes or puts 2 % of its samples on every mode. A perfect sampler scores
   ~98.9, one collapsed onto a single mode hq / K. It is the score bench/pacgan_protocol.py's search ranks by.
+- balanced_mode_hq: exp(-reverse_kl) x hq = effective modes / K x hq, where the effective number of modes is the
+  perplexity exp(H(p)) of that histogram: mode_hq with "how many modes, counting how evenly they are filled" in
+  place of "how many have one HQ sample". Equal to mode_hq when the covered modes are filled evenly; below it
+  when they are not (8 modes filled 3:1 score less than 8 filled 1:1), so a search ranked by it prefers the
+  generator that meets the reverse-KL target too.
 Non-finite samples count as low quality.
 """
 from __future__ import annotations
@@ -33,6 +38,11 @@ def mode_hq(modes: float, hq: float, k: int) -> float:
     return modes / k * hq
 
 
+def balanced_mode_hq(hq: float, reverse_kl: float) -> float:
+    """HQ percentage times the effective share of modes, exp(H(p)) / K = exp(-reverse KL)."""
+    return hq * math.exp(-reverse_kl)
+
+
 def mixture_scores(x: Tensor, means: Tensor, sigma: float) -> dict[str, float]:
     dist = torch.cdist(x.double(), means.double())  # (N, K)
     nearest_dist, nearest = dist.min(dim=1)
@@ -47,6 +57,7 @@ def mixture_scores(x: Tensor, means: Tensor, sigma: float) -> dict[str, float]:
     modes = float((counts > 0).sum().item())
     hq_percent = 100.0 * hq.double().mean().item()
     return {"modes": modes, "hq": hq_percent, "reverse_kl": reverse_kl, "mode_hq": mode_hq(modes, hq_percent, k),
+            "balanced_mode_hq": balanced_mode_hq(hq_percent, reverse_kl),
             "mode_spread": mode_spread(nearest_dist[hq], sigma, means.shape[1])}
 
 
@@ -85,7 +96,7 @@ def _mixture_spec(info: DataInfo) -> tuple[Tensor, float]:
 @METRIC_SUITES.register("points")
 class MixtureEvaluator(Evaluator):
     default_metric = "reverse_kl"
-    metric_names = ("modes", "hq", "reverse_kl", "mode_hq")
+    metric_names = ("modes", "hq", "reverse_kl", "mode_hq", "balanced_mode_hq")
 
     def __init__(
         self, info: DataInfo, real: RealSamples, num_samples: int, cache_dir: Path | None, device: torch.device

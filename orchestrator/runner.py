@@ -23,6 +23,7 @@ from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
 from orchestrator.storage import LATEST, RUN_RECORD, read_text, storage_root, write_text
 from orchestrator.trial import TrackingTarget, TrialContext, run_trial
+from orchestrator.warmup import prestart_trial_workers
 
 
 
@@ -34,7 +35,9 @@ class JobOutcome:
 
 
 # ---------------------------------------------------------------- ray
-def init_ray(address: Optional[str]) -> None:
+def init_ray(address: Optional[str], plan: Optional[SearchPlan] = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start an embedded one and, given the job's plan, start
+    its trial processes right away (orchestrator.warmup), beside the rest of the driver's setup."""
     import ray
 
     if ray.is_initialized():
@@ -48,6 +51,8 @@ def init_ray(address: Optional[str]) -> None:
             ray.init(address="local", include_dashboard=False, logging_level="WARNING",
                      runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")},
                                   "worker_process_setup_hook": "orchestrator.warmup.preload"})
+            if plan is not None:
+                prestart_trial_workers(plan.trial_slots(_cluster_cpus()))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
 
@@ -107,7 +112,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = pool.submit(open_tracking)
         _quiet_tune()
-        init_ray(spec.cluster.address)
+        init_ray(spec.cluster.address, plan)
         try:
             tracker, parent_run_id = started.result()
         except Exception as exc:

@@ -260,6 +260,13 @@ class SearchPlan:
             return max(1, int(cluster_cpus // (r.workers_per_trial * r.cpus_per_trial)))
         return None
 
+    def trial_slots(self, cluster_cpus: float) -> int:
+        """Single-worker trials that can run at once on `cluster_cpus`: the trial processes worth starting early."""
+        if self.distributed:
+            return 0
+        cap = self.concurrency(cluster_cpus) or self.total_trials
+        return max(0, min(self.total_trials, cap, int(cluster_cpus // self.spec.resources.cpus_per_trial)))
+
     def tune_config(self, cluster_cpus: float = 0.0) -> tune.TuneConfig:
         return tune.TuneConfig(
             metric=self.metric,

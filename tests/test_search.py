@@ -356,3 +356,54 @@ def test_pbt_keeps_its_whole_population_live_whatever_max_concurrent_says():
 
     assert plan("asha").tune_config(cluster_cpus=8).search_alg.max_concurrent == 2
     assert plan("pbt").tune_config(cluster_cpus=8).search_alg.max_concurrent == 0
+
+
+def _report_pid(config: dict) -> None:
+    import os
+
+    from ray import tune
+
+    tune.report({"pid": os.getpid()})
+
+
+def _idle_workers() -> set[int]:
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", "^ray::IDLE"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_prestarted_workers_become_the_trial_processes(ray_local, tmp_path):
+    """orchestrator.warmup rebuilds the runtime env Ray gives Tune's trial actors; the raylet hands an actor a
+    prestarted worker only if it matches byte for byte. Both trials must run in the processes started before fit()."""
+    import time
+
+    from ray import tune
+
+    from orchestrator.warmup import prestart_trial_workers
+
+    before = _idle_workers()
+    assert prestart_trial_workers(2)
+    deadline = time.monotonic() + 60
+    while len(_idle_workers() - before) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    prestarted = _idle_workers() - before
+    assert len(prestarted) == 2, prestarted
+    tuner = tune.Tuner(tune.with_resources(_report_pid, {"cpu": 1}), param_space={"x": tune.grid_search([0, 1])},
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="prestart", verbose=0))
+    pids = {result.metrics["pid"] for result in tuner.fit()}
+    assert pids and pids <= prestarted, (pids, prestarted)
+
+
+def test_trial_slots_are_the_single_worker_trials_that_fit_at_once():
+    from orchestrator.search import SearchPlan
+
+    def plan(extra: str) -> SearchPlan:
+        text = ("name: slots\ndata: {uri: builtin:ring8}\nmodel: {family: gan}\n"
+                "search: {num_samples: 3, space: {train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}" + extra)
+        return SearchPlan.from_spec(load_job_text(text).spec)
+
+    assert plan("}\nresources: {cpus_per_trial: 1}\n").trial_slots(cluster_cpus=2) == 2
+    assert plan("}\nresources: {cpus_per_trial: 0.5}\n").trial_slots(cluster_cpus=8) == 3  # no more than trials
+    assert plan(", max_concurrent: 1}\n").trial_slots(cluster_cpus=8) == 1
+    assert plan("}\nresources: {workers_per_trial: 2}\n").trial_slots(cluster_cpus=8) == 0  # TorchTrainer trials

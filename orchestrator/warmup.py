@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 def preload() -> None:
     import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401  (the first torch.optim optimizer imports it: 0.7 s inside a trial)
 
+    import mlflow.store.tracking.rest_store  # noqa: F401  (the trial's MLflow store, an HTTP server's...)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (...or a database's: 1 s of SQLAlchemy models)
     import mlflow.tracking  # noqa: F401
     import orchestrator.tracking  # noqa: F401
     import orchestrator.trial  # noqa: F401

@@ -178,11 +178,8 @@ class GANTrainer:
         self._configure(resolved)
 
     # ------------------------------------------------------------------ training
-    def _latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.G.latent_dim, generator=self.rng).to(self.device, non_blocking=True)
-
     def latents(self, n: int) -> torch.Tensor:
-        return self._latents(n)
+        return torch.randn(n, self.G.latent_dim, generator=self.rng).to(self.device, non_blocking=True)
 
     def real_samples(self, n: int) -> torch.Tensor:
         """n real samples from the training stream (advancing it), on the training device."""
@@ -192,7 +189,7 @@ class GANTrainer:
         return torch.cat(xs)[:n].to(self.device)
 
     def _initialise_latent(self) -> None:
-        """model.latent_init, once, before the first generator step (never after a restore)."""
+        """train.latent_init, once, before the first generator step (never after a restore)."""
         self._latent_initialised = True
         if self.step > 0:
             return
@@ -281,7 +278,7 @@ class GANTrainer:
             real, y = self._real_batch()
             last = k == n_critic - 1
             with torch.set_grad_enabled(last), self.accel.autocast():
-                fake = self._g(self._latents(real.shape[0]), y)
+                fake = self._g(self.latents(real.shape[0]), y)
             self._discriminator_update(real, fake.detach(), y, self.step * n_critic + k, stats if last else None)
         self._generator_update(fake, y, stats)
 

@@ -180,7 +180,8 @@ def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[fl
     """Median over seeds of the mixture suite's `mode_hq` (share of modes covered x HQ %), then of -reverse KL: a
     configuration must both cover the modes and place its samples on them (modes alone rewards blur, HQ alone
     rewards dropping modes). Computed from (modes, hq), since runs logged before the suite reported `mode_hq` lack
-    it; jobs/ring8.yaml and jobs/grid25.yaml search on the same score (search.metric: mode_hq)."""
+    it. jobs/ring8.yaml and jobs/grid25.yaml now rank by balanced_mode_hq instead (HQ x exp(-reverse KL)), over a
+    space whose latent choice is continuous or 200 anchored categories (docs/results.md)."""
     return (statistics.median(mode_hq(t[0], t[1], k) for t in triplets), -statistics.median(t[2] for t in triplets))
 
 

@@ -198,9 +198,32 @@ def test_latent_init_data_starts_every_category_on_a_real_sample(cache):
     assert (centres["data"].std(0) > 10 * centres["random"].std(0)).all()
 
 
+def test_latent_init_data_centres_anchors_the_centres_and_keeps_the_spread(cache):
+    """data-centres anchors each category's centre like data, but leaves G's response to the continuous rest of z:
+    within one category, data's regression flattens the outputs to a point; data-centres' keep their spread."""
+    spreads = {}
+    for init in ("data", "data-centres"):
+        base = ring(ema_decay=0.0)
+        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
+                                        "train": {**base.train.model_dump(), "latent_init": init}})
+        trainer = GANTrainer(cfg, cache_dir=cache)
+        trainer.train_steps(0)
+        mixture = trainer.info.extra["mixture"]
+        means, sigma = torch.tensor(mixture["means"], dtype=torch.float64), mixture["sigma"]
+        nearest_sigmas, nearest_mode = torch.cdist(category_centres(trainer.G, 16).double(), means).min(dim=1)
+        assert nearest_sigmas.max() < 5 * sigma and nearest_mode.unique().numel() >= 6, init
+        z = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
+        z[:, 0] = 0.01  # one category (Phi(0.01) = 0.504), the continuous part varying
+        with torch.no_grad():
+            spreads[init] = trainer.G(z).std(0).norm().item()
+        trainer.close()
+    assert spreads["data-centres"] > 3 * spreads["data"], spreads
+
+
 def test_latent_init_data_needs_categories():
-    with pytest.raises(ValueError, match="train.latent_init: data anchors the categories.*set model.latent_categories"):
-        GANConfig.model_validate({"model": {"family": "gan", "latent_dim": 2}, "train": {"latent_init": "data"}})
+    for init in ("data", "data-centres"):
+        with pytest.raises(ValueError, match=f"train.latent_init: {init} anchors the categories.*set model.latent_categories"):
+            GANConfig.model_validate({"model": {"family": "gan", "latent_dim": 2}, "train": {"latent_init": init}})
 
 
 def test_categorical_latent_needs_a_continuous_coordinate():

@@ -81,7 +81,7 @@ class TrainConfig(Section):
     augment: list[str] = Field(default_factory=list, description="DiffAugment policies applied to every discriminator input (images): translation, color, cutout.")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the generator's exponential moving average; 0 disables EMA.")
     ema_start: int = Field(0, ge=0, description="Generator step at which EMA averaging starts (copy before).")
-    latent_init: Literal["random", "data"] = Field("random", description="Where a categorical latent's categories start (trainers/latent_init.py): random (G's weight init: all close together; the game can leave groups of them on the same modes) or data (before training, each category is regressed onto a real sample drawn at random, spreading the categories over the data in proportion to its density). data needs model.latent_categories; the regression does not count as training steps.")
+    latent_init: Literal["random", "data", "data-centres"] = Field("random", description="Where a categorical latent's categories start (trainers/latent_init.py): random (G's weight init: all close together; the game can leave groups of them on the same modes), data (before training, each category is regressed onto a real sample drawn at random, spreading the categories over the data in proportion to its density) or data-centres (the same for each category's centre only, the rest of z at 0, so G keeps its own spread around it). data and data-centres need model.latent_categories; the regression does not count as training steps.")
     max_grad_norm: Optional[float] = Field(None, gt=0, description="Clip G and D gradient norms to this value; null disables.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast of forward passes on GPU; ignored on CPU.")
     channels_last: bool = Field(False, description="channels_last memory format for convolutional networks on GPU; ignored on CPU.")
@@ -103,6 +103,6 @@ class GANConfig(Section):
 
     @model_validator(mode="after")
     def _anchors_need_categories(self) -> "GANConfig":
-        if self.train.latent_init == "data" and not self.model.latent_categories:
-            raise ValueError("train.latent_init: data anchors the categories of a categorical latent; set model.latent_categories (e.g. 200)")
+        if self.train.latent_init != "random" and not self.model.latent_categories:
+            raise ValueError(f"train.latent_init: {self.train.latent_init} anchors the categories of a categorical latent; set model.latent_categories (e.g. 200)")
         return self

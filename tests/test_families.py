@@ -166,20 +166,32 @@ def category_centres(generator, k: int) -> torch.Tensor:
         return generator(z)
 
 
+def initialised_ring_trainer(init: str, cache, ema_decay: float = 0.0) -> GANTrainer:
+    """A ring-8 GAN with 16 latent categories, `train.latent_init: init` applied (train_steps(0): no step taken)."""
+    base = ring(ema_decay=ema_decay)
+    cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
+                                    "train": {**base.train.model_dump(), "latent_init": init}})
+    trainer = GANTrainer(cfg, cache_dir=cache)
+    trainer.train_steps(0)
+    return trainer
+
+
+def on_the_modes(trainer: GANTrainer, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each centre's distance to its nearest ring mean in sigmas, and which mean that is."""
+    mixture = trainer.info.extra["mixture"]
+    distance, mode = torch.cdist(centres.double(), torch.tensor(mixture["means"], dtype=torch.float64)).min(dim=1)
+    return distance / mixture["sigma"], mode
+
+
 def test_latent_init_data_starts_every_category_on_a_real_sample(cache):
     """train.latent_init: data regresses each category onto a real sample before step 0: the categories start on
     the ring's modes and spread over them, where G's weight init leaves them bunched between two; the EMA starts
     from the anchored G, no training step is counted, and a restored trainer is not anchored again."""
-    centres = {}
+    centres, placement = {}, {}
     for init in ("random", "data"):
-        base = ring(ema_decay=0.99)
-        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
-                                        "train": {**base.train.model_dump(), "latent_init": init}})
-        trainer = GANTrainer(cfg, cache_dir=cache)
-        trainer.train_steps(0)
-        mixture = trainer.info.extra["mixture"]
-        means, sigma = torch.tensor(mixture["means"], dtype=torch.float64), mixture["sigma"]
+        trainer = initialised_ring_trainer(init, cache, ema_decay=0.99)
         centres[init] = category_centres(trainer.G, 16)
+        placement[init] = on_the_modes(trainer, centres[init])
         assert trainer.step == 0
         assert all(torch.equal(a, b) for a, b in zip(trainer.ema.model.parameters(), trainer.G.parameters()))
         if init == "data":
@@ -191,10 +203,10 @@ def test_latent_init_data_starts_every_category_on_a_real_sample(cache):
             assert restored.latent_init_metrics == {} and torch.equal(category_centres(restored.G, 16), centres["data"])
             restored.close()
         trainer.close()
-    nearest_sigmas, nearest_mode = torch.cdist(centres["data"].double(), means).min(dim=1)
-    assert nearest_sigmas.max() < 5 * sigma and nearest_mode.unique().numel() >= 6  # on the modes, most of them
-    bunched_sigmas, bunched_mode = torch.cdist(centres["random"].double(), means).min(dim=1)
-    assert bunched_sigmas.min() > 5 * sigma and bunched_mode.unique().numel() <= 2
+    sigmas, mode = placement["data"]
+    assert sigmas.max() < 5 and mode.unique().numel() >= 6  # on the modes, most of them
+    sigmas, mode = placement["random"]
+    assert sigmas.min() > 5 and mode.unique().numel() <= 2
     assert (centres["data"].std(0) > 10 * centres["random"].std(0)).all()
 
 
@@ -203,15 +215,9 @@ def test_latent_init_data_centres_anchors_the_centres_and_keeps_the_spread(cache
     within one category, data's regression flattens the outputs to a point; data-centres' keep their spread."""
     spreads = {}
     for init in ("data", "data-centres"):
-        base = ring(ema_decay=0.0)
-        cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
-                                        "train": {**base.train.model_dump(), "latent_init": init}})
-        trainer = GANTrainer(cfg, cache_dir=cache)
-        trainer.train_steps(0)
-        mixture = trainer.info.extra["mixture"]
-        means, sigma = torch.tensor(mixture["means"], dtype=torch.float64), mixture["sigma"]
-        nearest_sigmas, nearest_mode = torch.cdist(category_centres(trainer.G, 16).double(), means).min(dim=1)
-        assert nearest_sigmas.max() < 5 * sigma and nearest_mode.unique().numel() >= 6, init
+        trainer = initialised_ring_trainer(init, cache)
+        sigmas, mode = on_the_modes(trainer, category_centres(trainer.G, 16))
+        assert sigmas.max() < 5 and mode.unique().numel() >= 6, init
         z = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
         z[:, 0] = 0.01  # one category (Phi(0.01) = 0.504), the continuous part varying
         with torch.no_grad():

@@ -167,12 +167,14 @@ def category_centres(generator, k: int) -> torch.Tensor:
 
 
 def initialised_ring_trainer(init: str, cache, ema_decay: float = 0.0) -> GANTrainer:
-    """A ring-8 GAN with 16 latent categories, `train.latent_init: init` applied (train_steps(0): no step taken)."""
+    """A ring-8 GAN with 16 latent categories, `train.latent_init: init` applied (train_steps(0): no step taken).
+    The first train_steps reports what the initialisation left (the anchors' mean squared error), later ones do not."""
     base = ring(ema_decay=ema_decay)
     cfg = GANConfig.model_validate({**base.model_dump(), "model": {**base.model.model_dump(), "latent_categories": 16},
                                     "train": {**base.train.model_dump(), "latent_init": init}})
     trainer = GANTrainer(cfg, cache_dir=cache)
-    trainer.train_steps(0)
+    first = trainer.train_steps(0)
+    assert ("anchor_mse" in first) == (init != "random") and "anchor_mse" not in trainer.train_steps(0)
     return trainer
 
 

@@ -301,7 +301,8 @@ class GANTrainer:
         """Run `n` generator updates (each after `n_critic` discriminator updates); return mean sampled diagnostics."""
         self._g.train()
         self._d.train()
-        if not self._latent_initialised:
+        initialising = not self._latent_initialised
+        if initialising:
             self._initialise_latent()
         stats = _RunningStats()
         for i in range(n):
@@ -313,6 +314,8 @@ class GANTrainer:
             if sample:
                 self._check_divergence(stats.last)
         out = stats.means()
+        if initialising:  # the first report of a run says how well the latent initialisation landed
+            out.update(self.latent_init_metrics)
         out.update(self.stream.stats)
         out["step"] = float(self.step)
         return out

@@ -345,17 +345,19 @@ def test_max_concurrent_caps_a_random_search(ray_local, tmp_path, mlflow_sqlite_
     assert len(pids) == 1, pids
 
 
-def test_pbt_keeps_its_whole_population_live_whatever_max_concurrent_says():
+def plan_of(search: str, resources: str = "{}"):
+    """The SearchPlan of a small ring-8 job: `search` holds the search section's fields besides its space."""
     from orchestrator.search import SearchPlan
 
-    def plan(scheduler: str) -> SearchPlan:
-        text = ("name: cap\ndata: {uri: builtin:ring8}\nmodel: {family: gan}\n"
-                f"search: {{scheduler: {scheduler}, num_samples: 4, max_concurrent: 2, "
-                "space: {train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}}\n")
-        return SearchPlan.from_spec(load_job_text(text).spec)
+    text = ("name: plan\ndata: {uri: builtin:ring8}\nmodel: {family: gan}\n"
+            f"search: {{{search}, space: {{train.lr_g: {{loguniform: [1.0e-4, 1.0e-3]}}}}}}\nresources: {resources}\n")
+    return SearchPlan.from_spec(load_job_text(text).spec)
 
-    assert plan("asha").tune_config(cluster_cpus=8).search_alg.max_concurrent == 2
-    assert plan("pbt").tune_config(cluster_cpus=8).search_alg.max_concurrent == 0
+
+def test_pbt_keeps_its_whole_population_live_whatever_max_concurrent_says():
+    for scheduler, cap in (("asha", 2), ("pbt", 0)):
+        plan = plan_of(f"scheduler: {scheduler}, num_samples: 4, max_concurrent: 2")
+        assert plan.tune_config(cluster_cpus=8).search_alg.max_concurrent == cap, scheduler
 
 
 def _report_pid(config: dict) -> None:
@@ -396,14 +398,7 @@ def test_prestarted_workers_become_the_trial_processes(ray_local, tmp_path):
 
 
 def test_trial_slots_are_the_single_worker_trials_that_fit_at_once():
-    from orchestrator.search import SearchPlan
-
-    def plan(extra: str) -> SearchPlan:
-        text = ("name: slots\ndata: {uri: builtin:ring8}\nmodel: {family: gan}\n"
-                "search: {num_samples: 3, space: {train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}" + extra)
-        return SearchPlan.from_spec(load_job_text(text).spec)
-
-    assert plan("}\nresources: {cpus_per_trial: 1}\n").trial_slots(cluster_cpus=2) == 2
-    assert plan("}\nresources: {cpus_per_trial: 0.5}\n").trial_slots(cluster_cpus=8) == 3  # no more than trials
-    assert plan(", max_concurrent: 1}\n").trial_slots(cluster_cpus=8) == 1
-    assert plan("}\nresources: {workers_per_trial: 2}\n").trial_slots(cluster_cpus=8) == 0  # TorchTrainer trials
+    assert plan_of("num_samples: 3", "{cpus_per_trial: 1}").trial_slots(cluster_cpus=2) == 2
+    assert plan_of("num_samples: 3", "{cpus_per_trial: 0.5}").trial_slots(cluster_cpus=8) == 3  # no more than trials
+    assert plan_of("num_samples: 3, max_concurrent: 1").trial_slots(cluster_cpus=8) == 1
+    assert plan_of("num_samples: 3", "{workers_per_trial: 2}").trial_slots(cluster_cpus=8) == 0  # TorchTrainer trials

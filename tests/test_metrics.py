@@ -280,6 +280,25 @@ def test_feature_net_and_real_statistics_are_cached(labelled, digits_data, cache
     assert other.reference_path != labelled.reference_path
 
 
+def test_a_trainer_without_cache_dir_caches_its_metrics_beside_the_data(tmp_path, monkeypatch):
+    """Trials get no cache_dir: the second trial of an image job must load the feature net, not train it again."""
+    from trainers.config import GANConfig
+    from trainers.loop import GANTrainer
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
+    cfg = GANConfig.model_validate({"data": {"uri": "builtin:digits", "batch_size": 32},
+                                    "model": {"family": "dcgan", "latent_dim": 16, "width": 8},
+                                    "train": {"eval_samples": 300, "device": "cpu"}})
+    first, second = GANTrainer(cfg), GANTrainer(cfg)
+    try:
+        assert not first.evaluator.feature_net_loaded
+        assert first.evaluator.feature_net_path.parent == tmp_path / "features"
+        assert second.evaluator.feature_net_loaded and second.evaluator.reference_loaded
+    finally:
+        first.close()
+        second.close()
+
+
 def test_feature_net_training_is_deterministic(unlabelled, digits_data):
     rebuilt = build_evaluator(digits_info(num_classes=0), (digits_data[0], None), NUM_SAMPLES, None)  # trains again
     assert not rebuilt.feature_net_loaded

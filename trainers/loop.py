@@ -25,6 +25,7 @@ from trainers.accel import Accelerator
 from trainers.checkpoint import load_state, save_state
 from trainers.config import GANConfig, TrainConfig
 from trainers.data import open_dataset
+from trainers.data.builtins import cache_root
 from trainers.diagnostics import collapse_report, largest_spectral_norm, sample_diversity
 from trainers.ema import GeneratorEMA
 from trainers.families import build_networks
@@ -330,7 +331,9 @@ class GANTrainer:
             # The same real set for every trial of a data set (a fixed seed, not the trial's), so scores and floors
             # compare across trials; never more rows than exist, since duplicates would shrink its diversity.
             real = self.dataset.real_samples(min(n, self.info.num_rows), seed=_REAL_EVAL_SEED)
-            self._evaluator = build_evaluator(self.info, real, n, self.cache_dir, device=self.device)
+            # Cached beside the data sets (GANFORGE_CACHE, ~/.cache/ganforge): an image job's trials train the
+            # feature network and summarise the real set once per machine, not each trial (~4 s on 2 cores).
+            self._evaluator = build_evaluator(self.info, real, n, cache_root(self.cache_dir), device=self.device)
             self._real_diversity = sample_diversity(real[0])
         return self._evaluator
 

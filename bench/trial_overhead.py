@@ -10,6 +10,11 @@ Then (unless --ddp-trials 0) the same training as multi-worker trials (`resource
 TorchTrainer per trial, DDP over gloo, each rank on one core, so one trial fills the machine and ideally takes one
 serial training's time. torchtrainer_overhead_s_per_trial = (wall - trials x serial per trial) / trials.
 
+The floor under any orchestrator's figure: the same trainings in as many plain Python processes as there are cores
+(already started and imported, no Ray), each taking every concurrency-th seed. Two trainings side by side on 2 cores
+are slower than one alone (shared caches and memory bandwidth, the OS and Ray's daemons on the same cores), so
+parallel_floor_overhead_s_per_trial is what contention alone costs before any process start, report or checkpoint.
+
 For reference, the same trainings as a plain Tune function trainable (`reuse_actors=True`, a checkpoint reported at
 each of the 5 evaluations, no MLflow, no sample grids) on the same cluster: plain_tune_overhead_s_per_trial is what
 Ray Tune itself costs here, the floor under ganforge's figure.
@@ -80,19 +85,56 @@ def plain_tune_wall(cfg, trials: int, storage: str) -> float:
     return wall
 
 
+def _train_share(job_text: str, seeds: list[int], ready, go, done) -> None:
+    """One plain process of the floor: import and configure, wait for the common start, train its seeds."""
+    torch.set_num_threads(1)
+    cfg = load_job_text(job_text).spec.gan_config()
+    ready.release()
+    go.wait()
+    for seed in seeds:
+        run = cfg.model_copy(deep=True)
+        run.train.seed = seed
+        train(run)
+    done.release()
+
+
+def parallel_floor_wall(job_text: str, trials: int, processes: int) -> float:
+    """Wall time of the trainings split over `processes` plain, already-imported processes started together."""
+    import multiprocessing
+
+    mp = multiprocessing.get_context("spawn")
+    ready, done, go = mp.Semaphore(0), mp.Semaphore(0), mp.Event()
+    workers = [mp.Process(target=_train_share, args=(job_text, list(range(i, trials, processes)), ready, go, done))
+               for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    t0 = time.perf_counter()
+    go.set()
+    for _ in workers:
+        done.acquire()
+    wall = time.perf_counter() - t0
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0, worker.exitcode
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=2300, help="generator steps per trial (~5 s on this 2-core machine)")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--ddp-trials", type=int, default=2, help="multi-worker (TorchTrainer) trials; 0 skips them")
     parser.add_argument("--no-plain-tune", action="store_true", help="skip the plain Tune reference")
+    parser.add_argument("--no-floor", action="store_true", help="skip the plain parallel processes' floor")
     parser.add_argument("--no-prestart", action="store_true", help="start no trial processes with the cluster (as before)")
     args = parser.parse_args()
     concurrency = os.cpu_count() or 2
 
     with tempfile.TemporaryDirectory() as tmp:
-        job = load_job_text(JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.trials)),
-                                       storage=tmp))
+        job_text = JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.trials)), storage=tmp)
+        job = load_job_text(job_text)
         from ray import tune  # noqa: F401  (imported before timing, like the serial loop's torch)
 
         from orchestrator.runner import init_ray, prepare_data, run_job
@@ -123,6 +165,7 @@ def main() -> None:
             train(cfg)
         serial = time.perf_counter() - t0
 
+        floor_wall = None if args.no_floor else parallel_floor_wall(job_text, args.trials, concurrency)
         plain_wall = None if args.no_plain_tune else plain_tune_wall(job.spec.gan_config(), args.trials, f"{tmp}/plain")
 
         ddp_wall = None
@@ -142,6 +185,9 @@ def main() -> None:
           f"serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f} "
           f"trial_processes={len(trial_pids)}", file=sys.stderr)
     summary = f"overhead_s_per_trial={overhead:.3f} speedup_vs_serial={serial / wall:.2f}"
+    if floor_wall is not None:
+        print(f"parallel_floor_wall_s={floor_wall:.2f}", file=sys.stderr)
+        summary += f" parallel_floor_overhead_s_per_trial={(concurrency * floor_wall - serial) / args.trials:.3f}"
     if plain_wall is not None:
         print(f"plain_tune_wall_s={plain_wall:.2f}", file=sys.stderr)
         summary += f" plain_tune_overhead_s_per_trial={(concurrency * plain_wall - serial) / args.trials:.3f}"

@@ -13,12 +13,15 @@ Which configurations a seed happens to sample first decides much of one search's
 any when its first trial is a good one), so each comparison is repeated for several search seeds and summed.
 
     .venv/bin/python bench/search_efficiency.py [--datasets ring8,digits] [--seeds 0,1] [--samples 24]
-                                                [--pbt-population 4]
+                                                [--pbt-population 4] [--pbt-length 4] [--pbt-resample 1.0]
 
-PBT runs a population of 4 (on 2 slots it time-shares them); random search and ASHA sample 24 configurations, the
-first 4 of which are PBT's population. `--schedulers …,asha_tpe` adds ASHA over the configurations Optuna's TPE
-suggests (`search.algorithm: optuna`, BOHB's idea): TPE samples its first 10 at random, then where the reports so far
-were good (its draws are its own, not the ones the random searches share).
+PBT runs a population of 4 (on 2 slots it time-shares them) whose lineages train 4x a random trial's steps
+(`--pbt-length`: a PBT member is one long training whose hyperparameters change, and its population needs a budget
+to explore; with 1x it stops after 40 reports on ring-8), exploring by fresh draws from the space
+(`--pbt-resample 1.0`); random search and ASHA sample 24 configurations, the first 4 of which are PBT's population.
+`--schedulers …,asha_tpe` adds ASHA over the configurations Optuna's TPE suggests (`search.algorithm: optuna`,
+BOHB's idea): TPE samples its first 10 at random, then where the reports so far were good (its draws are its own, not
+the ones the random searches share).
 
 The last line is `asha_vs_random=… pbt_vs_random=…`: iterations to each data set's first (harder) target, summed over
 data sets and seeds, divided by random search's sum. The line before gives the same per data set and target. A seed
@@ -30,6 +33,7 @@ import argparse
 import io
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -138,7 +142,7 @@ def reports_in_time_order(tracking_uri: str, experiment: str, metric: str) -> li
 
 
 def run_search(bench: Benchmark, search: str, samples: int, seed: int, tmp: str, tracking_uri: str,
-               grace: int = 1, resample: float = 0.25) -> SearchCost:
+               grace: int = 1, resample: float = 1.0, pbt_length: int = 4) -> SearchCost:
     from orchestrator.runner import run_job
 
     name = f"eff-{bench.name}-{search.replace('_', '-')}-{seed}"
@@ -146,6 +150,9 @@ def run_search(bench: Benchmark, search: str, samples: int, seed: int, tmp: str,
     text = COMMON.format(name=name, algorithm=algorithm, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
                          resample=resample,
                          mode=bench.mode, tracking_uri=tracking_uri) + bench.job
+    if search == "pbt" and pbt_length > 1:  # a population trains its lineages longer than one random trial
+        steps = int(re.search(r"steps: (\d+)", bench.job)[1])
+        text = text.replace(f"steps: {steps},", f"steps: {steps * pbt_length},")
     started = time.perf_counter()
     run_job(load_job_text(text), stream=io.StringIO())
     wall = time.perf_counter() - started
@@ -186,9 +193,11 @@ def main() -> None:
     parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run, of "
                         f"{','.join(SEARCHES)} (with --from-log over several logs, searches of other runs can "
                         "complete the comparison)")
-    parser.add_argument("--pbt-resample", type=float, default=0.25,
+    parser.add_argument("--pbt-resample", type=float, default=1.0,
                         help="PBT's resample_probability: how often explore draws a fresh value from the space "
                              "instead of perturbing the donor's by x0.8/x1.2")
+    parser.add_argument("--pbt-length", type=int, default=4,
+                        help="PBT's lineages train this many times a random trial's steps (its budget grows with it)")
     parser.add_argument("--asha-grace", type=int, default=1, help="ASHA's grace period in evaluations")
     args = parser.parse_args()
     if args.from_log:
@@ -213,7 +222,7 @@ def main() -> None:
                 for search in args.schedulers.split(","):
                     samples = population if search == "pbt" else args.samples
                     cost = run_search(bench, search, samples, seed, tmp, tracking_uri, grace=args.asha_grace,
-                                      resample=args.pbt_resample)
+                                      resample=args.pbt_resample, pbt_length=args.pbt_length)
                     results.setdefault((bench.name, seed), {})[search] = cost
                     op = "<=" if bench.mode == "min" else ">="
                     hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
@@ -227,7 +236,6 @@ def main() -> None:
 def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str, int], dict[str, SearchCost]]]:
     """Rebuild each search's cost from its printed line (`... to_METRIC<=T=HIT ... spent=N ...`): a report sequence
     with the same first hit of every target and the same length, which is all `charged` reads."""
-    import re
 
     results: dict[tuple[str, int], dict[str, SearchCost]] = {}
     names: list[str] = []

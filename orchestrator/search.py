@@ -146,7 +146,17 @@ def _optuna(plan: "SearchPlan", max_concurrent: Optional[int]) -> Searcher:
         from orchestrator.errors import SpecError
 
         raise SpecError(f"search.algorithm optuna needs the optuna package ({exc}); pip install 'ganforge[search]'")
-    searcher = OptunaSearch(seed=plan.spec.search.random_seed)
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # multivariate and constant_liar are "experimental" in Optuna since 2.x
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # multivariate: one joint density over the space, so TPE learns lr_g and lr_d together (a GAN's stability
+        # depends on their balance, not on each alone); constant_liar: trials still running count as bad guesses, so
+        # concurrent suggestions spread out instead of repeating one another.
+        sampler = optuna.samplers.TPESampler(seed=plan.spec.search.random_seed, multivariate=True, constant_liar=True)
+    searcher = OptunaSearch(sampler=sampler)
     seeds = plan.spec.search.seeds
     # Repeater runs each suggestion `seeds` times (config gets __trial_index__) and reports their mean to Optuna.
     if seeds > 1:

@@ -71,7 +71,7 @@ PBT_MUTABLE = frozenset({"train.lr_g", "train.lr_d", "train.beta1", "train.beta2
 
 
 class SearchConfig(Section):
-    algorithm: Literal["random", "grid", "optuna"] = Field("random", description="How configurations are proposed: random, grid (every choice) or optuna (TPE).")
+    algorithm: Literal["random", "grid", "optuna"] = Field("random", description="How configurations are proposed: random, grid (every choice) or optuna (multivariate TPE, learning from the reports so far).")
     scheduler: Literal["fifo", "asha", "median", "pbt"] = Field("asha", description="Trial scheduler: fifo runs all to the end, asha/median stop poor trials early, pbt mutates and copies winners.")
     num_samples: int = Field(8, ge=1, description="Configurations to try (each grid point is repeated this many times).")
     seeds: int = Field(1, ge=1, description="Seeds per configuration; configurations rank by their median score, diverged seeds counting as worst.")

@@ -100,10 +100,12 @@ class GANTrainer:
     ) -> None:
         self.cfg = cfg
         self.settings = resolve(cfg)
-        self.cache_dir = cache_dir
+        # One cache for the data sets and the metrics (GANFORGE_CACHE, ~/.cache/ganforge unless given): trials get
+        # no cache_dir, and an image job's trials must still train the feature network once per machine, not each.
+        self.cache_dir = cache_root(cache_dir)
         self.device = resolve_device(cfg.train.device) if device is None else torch.device(device)
         self.rank, self.world_size = rank, world_size
-        self.dataset = open_dataset(cfg.data.uri, cache_dir=cache_dir)
+        self.dataset = open_dataset(cfg.data.uri, cache_dir=self.cache_dir)
         self.info = self.dataset.info
         self.select_metric = select_metric
         train = self.settings.train
@@ -331,9 +333,7 @@ class GANTrainer:
             # The same real set for every trial of a data set (a fixed seed, not the trial's), so scores and floors
             # compare across trials; never more rows than exist, since duplicates would shrink its diversity.
             real = self.dataset.real_samples(min(n, self.info.num_rows), seed=_REAL_EVAL_SEED)
-            # Cached beside the data sets (GANFORGE_CACHE, ~/.cache/ganforge): an image job's trials train the
-            # feature network and summarise the real set once per machine, not each trial (~4 s on 2 cores).
-            self._evaluator = build_evaluator(self.info, real, n, cache_root(self.cache_dir), device=self.device)
+            self._evaluator = build_evaluator(self.info, real, n, self.cache_dir, device=self.device)
             self._real_diversity = sample_diversity(real[0])
         return self._evaluator
 

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Container
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,10 +46,31 @@ def default_stack_dir() -> Path:
     return Path(os.environ.get("GANFORGE_STACK_DIR") or Path.home() / ".cache" / "ganforge" / "stack").expanduser()
 
 
+# Ray's workers take ports from this range by default; it refuses a component port inside it.
+RAY_WORKER_PORTS = range(10002, 20000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, avoid: Container[int] = RAY_WORKER_PORTS) -> list[int]:
+    """`count` distinct free ports, none in `avoid`. Every socket stays bound until all are picked: picked one at a
+    time, the kernel may hand the same just-released port out twice (Ray then refuses to start)."""
+    held: list[socket.socket] = []
+    picked: list[int] = []
+    try:
+        while len(picked) < count:
+            sock = socket.socket()
+            held.append(sock)  # rejected ones stay bound too, so the kernel cannot offer them again
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            if port not in avoid:
+                picked.append(port)
+        return picked
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def venv_bin(name: str) -> str:
@@ -264,9 +286,11 @@ class RayPorts:
     runtime_env_agent: int
 
     @classmethod
-    def pick(cls, gcs: int = 0, dashboard: int = 0) -> "RayPorts":
+    def pick(cls, gcs: int = 0, dashboard: int = 0, taken: tuple[int, ...] = ()) -> "RayPorts":
+        """Free ports for whatever is not given; `taken`: ports other services of the caller will bind."""
         names = [f for f in cls.__dataclass_fields__ if f not in ("gcs", "dashboard")]
-        return cls(gcs=gcs or free_port(), dashboard=dashboard or free_port(), **{n: free_port() for n in names})
+        fresh = iter(free_ports(len(names) + 2, avoid={*RAY_WORKER_PORTS, gcs, dashboard, *taken}))
+        return cls(gcs=gcs or next(fresh), dashboard=dashboard or next(fresh), **{n: next(fresh) for n in names})
 
     def flags(self) -> list[str]:
         return [
@@ -390,8 +414,10 @@ class Stack:
             if port and port_in_use(port):
                 raise ClusterInputError(f"{flag} {port}: something already listens on 127.0.0.1:{port}")
         self.root.mkdir(parents=True, exist_ok=True)
-        s3_port, mlflow_port = s3_port or free_port(), mlflow_port or free_port()
-        ray_ports = RayPorts.pick(gcs=ray_port, dashboard=dashboard_port)
+        given = {ray_port, dashboard_port, s3_port, mlflow_port}
+        fresh = iter(free_ports(2, avoid={*RAY_WORKER_PORTS, *given}))
+        s3_port, mlflow_port = s3_port or next(fresh), mlflow_port or next(fresh)
+        ray_ports = RayPorts.pick(gcs=ray_port, dashboard=dashboard_port, taken=(s3_port, mlflow_port))
         s3_url, mlflow_url = f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{mlflow_port}"
         services_env = {**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": s3_url, "MLFLOW_S3_ENDPOINT_URL": s3_url}
         exports = {

@@ -143,3 +143,38 @@ def test_stopping_a_service_whose_leader_died_still_stops_what_it_left_running(s
     assert not service.running() and group_pids(leader)
     assert service.stop() is True
     assert group_pids(leader) == []
+
+
+class ReusingKernel:
+    """Hands out the lowest unbound port from `first`, as a kernel may when a port was just released."""
+
+    def __init__(self, first: int) -> None:
+        self.first, self.bound = first, set()
+
+    def socket(self):
+        kernel = self
+
+        class Sock:
+            port = None
+
+            def bind(self, address):
+                self.port = next(p for p in range(kernel.first, 65536) if p not in kernel.bound)
+                kernel.bound.add(self.port)
+
+            def getsockname(self):
+                return ("127.0.0.1", self.port)
+
+            def close(self):
+                kernel.bound.discard(self.port)
+
+        return Sock()
+
+
+def test_ray_ports_are_distinct_and_outside_the_worker_range_even_when_the_kernel_reuses_ports(monkeypatch):
+    from orchestrator import stack
+
+    monkeypatch.setattr(stack.socket, "socket", ReusingKernel(first=stack.RAY_WORKER_PORTS[-1] - 2).socket)
+    ports = stack.RayPorts.pick(taken=(20003,))
+    values = list(vars(ports).values())
+    assert len(set(values)) == len(values)  # Ray refuses to start when two components share a port
+    assert not any(p in stack.RAY_WORKER_PORTS for p in values) and 20003 not in values

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.ray_head",
     "tests.fixtures.ray_local",
+    "tests.fixtures.ids_data",
 ]
 
 # Tests train tiny networks: one thread each avoids oversubscribing the 2 cores when processes run side by side.

@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fixtures.ids_data import IDS_ROWS
 from trainers.data import DataError, import_dataset, open_dataset
 
-ROWS = 2_000
-
-
-@pytest.fixture(scope="module")
-def ids_uri(tmp_path_factory) -> str:
-    """2,000 points whose x coordinate is the row id, in 7 shards (the last one short)."""
-    folder = tmp_path_factory.mktemp("ids")
-    np.save(folder / "ids.npy", np.stack([np.arange(ROWS), np.zeros(ROWS)], axis=1).astype(np.float32))
-    import_dataset(str(folder / "ids.npy"), str(folder / "ds"), shard_rows=300)
-    return str(folder / "ds")
+ROWS = IDS_ROWS
 
 
 def row_ids(stream, batches: int) -> list[int]:

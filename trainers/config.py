@@ -25,6 +25,10 @@ class DataConfig(Section):
     shuffle_buffer: int = Field(4096, ge=1, description="Rows held in memory for the second-level shuffle.")
     readahead: int = Field(2, ge=0, description="Record batches read ahead of the trainer (bounds memory).")
     on_corrupt: Literal["error", "skip"] = Field("error", description="What a corrupt shard does: fail the trial or skip it with a warning.")
+    resident_mb: float = Field(
+        512, ge=0,
+        description="A data set whose decoded samples fit in this many MiB is read once and held on the training device (GPU memory on a GPU) instead of streamed: same order and resume state, no reads or host-to-device copies per batch. 0 = always stream.",
+    )
 
 
 class ModelConfig(Section):

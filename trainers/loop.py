@@ -135,6 +135,8 @@ class GANTrainer:
             rank=rank,
             world_size=world_size,
             on_corrupt=cfg.data.on_corrupt,
+            resident_bytes=int(cfg.data.resident_mb * 2**20),
+            device=self.device,
         )
         # The modules training forwards go through: DDP wrappers when a process group is active.
         self._g = distributed.wrap(self.G, self.device, world_size)

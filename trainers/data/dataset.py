@@ -1,6 +1,7 @@
 """Dataset: an opened manifest plus its location; the entry point for streams and fixed real-sample sets."""
 from __future__ import annotations
 
+import math
 import os
 from functools import cached_property
 
@@ -11,9 +12,10 @@ from trainers.data.builtins import BUILTIN_SCHEME, materialise_builtin
 from trainers.data.errors import DataError
 from trainers.data.fs import Location, resolve
 from trainers.data.info import DataInfo
-from trainers.data.layout import DecodeError, decode
+from trainers.data.layout import STORED_DTYPE, DecodeError, decode
 from trainers.data.manifest import Manifest, read_manifest
 from trainers.data.shards import ShardCorrupt, ShardReader
+from trainers.data.resident import ResidentStream
 from trainers.data.stream import BatchStream
 from trainers.data.tensors import images_to_model_range
 
@@ -39,8 +41,19 @@ class Dataset:
         rank: int = 0,
         world_size: int = 1,
         on_corrupt: str = "error",
+        resident_bytes: int = 0,
+        device: str | torch.device = "cpu",
     ) -> BatchStream:
+        """Batches in the seeded order; a data set whose decoded rows fit in `resident_bytes` is held on `device`
+        (a ResidentStream: same order, no reads or host copies per batch), any other one is streamed."""
+        if 0 < self.decoded_bytes <= resident_bytes:
+            return ResidentStream(self, batch_size, seed, shuffle_buffer, rank, world_size, on_corrupt, device)
         return BatchStream(self, batch_size, seed, shuffle_buffer, readahead, rank, world_size, on_corrupt)
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Memory of every row decoded as the models take them (uint8 pixels, float32 points)."""
+        return self.info.num_rows * math.prod(self.info.shape) * np.dtype(STORED_DTYPE[self.manifest.encoding]).itemsize
 
     def real_samples(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`n` seeded rows in model range (distinct unless n exceeds the data set), reading only the row groups

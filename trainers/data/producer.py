@@ -102,6 +102,16 @@ class Producer:
         finally:
             self._close_reader()
 
+    def read_all(self) -> Iterator[Rows | Gap]:
+        """Every row of the data set once, in file order (position = global row index): loads a resident copy."""
+        first = 0
+        try:
+            for shard, entry in enumerate(self.manifest.shards):
+                yield from self._read_segment(Segment(shard, 0, entry.rows, first))
+                first += entry.rows
+        finally:
+            self._close_reader()
+
     def _schedule(self, epoch: int, position: int) -> Iterator[WindowStart | Segment]:
         """Every window head and shard segment from (epoch, position) on, endlessly."""
         while True:

@@ -61,7 +61,19 @@ class _Window:
         return self.samples[lo:hi], (self.labels[lo:hi] if self.labels is not None else None)
 
 
+def serving_order(permutation: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A window's serving order (offsets into the window), and where skipped corrupt rows left holes: `planned[i]`,
+    the permuted offset of served row i (None when every row is valid)."""
+    if valid.all():
+        return permutation, None
+    keep = valid[permutation]
+    return permutation[keep], np.flatnonzero(keep)
+
+
 class BatchStream:
+    # Whether windows are read from storage as they are served (ResidentStream holds the whole data set instead).
+    reads_while_serving = True
+
     def __init__(
         self,
         dataset: "Dataset",
@@ -95,12 +107,14 @@ class BatchStream:
         self._images = dataset.info.kind == "image"
         self._pool = (
             ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ganforge-decode")
-            if dataset.manifest.encoding == "encoded"
+            if dataset.manifest.encoding == "encoded" and self.reads_while_serving
             else None
         )
         # One background download of the next remote shard overlaps network time with decoding.
         self._fetch_pool = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if dataset.location.is_remote else None
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch")
+            if dataset.location.is_remote and self.reads_while_serving
+            else None
         )
         self._closed = False
 
@@ -170,10 +184,7 @@ class BatchStream:
                 labels[offset : offset + n] = item.labels
             filled += n
         self._wait_s += time.perf_counter() - started
-        order, planned = head.permutation, None
-        if not valid.all():
-            keep = valid[order]
-            order, planned = order[keep], np.flatnonzero(keep)
+        order, planned = serving_order(head.permutation, valid)
         if samples is None:  # nothing valid at all
             samples = np.empty((0, *self._sample_shape()), dtype=np.float32)
         x = torch.from_numpy(samples[order])

@@ -5,7 +5,9 @@ Run on a machine with a CUDA GPU (trainers only: no Ray or MLflow needed there):
     python bench/gpu_check.py --out DIR [--seconds 8] [--pack 1,2,4,8] [--pack-seconds 20]
 
 1. Speed of one training step (`GANTrainer.train_steps`) for DCGAN and the small StyleGAN on 32x32 RGB images,
-   batch 256: fp32, bf16 autocast (`train.precision: bf16`), and bf16 + channels_last (`train.channels_last`).
+   batch 256: fp32, bf16 autocast (`train.precision: bf16`), and bf16 + channels_last (`train.channels_last`), each
+   with the data set streamed through Arrow (`data.resident_mb: 0`) and held in GPU memory (the default for a data
+   set this small).
 2. Packing: N trainer processes (DCGAN 32x32, batch 64, bf16: a typical small trial) share the GPU at once, as
    `resources.gpus_per_trial: 1/N` places them; aggregate generator steps/s against one process alone.
 3. Quality on GPU: the digits DCGAN of jobs/quickstart.yaml trained in fp32 and in bf16 from the same seed; FID and
@@ -62,9 +64,13 @@ def blobs_uri(workdir: Path) -> str:
     return str(dest)
 
 
-def config(uri: str, family: str, batch: int, precision: str, channels_last: bool, device: str, **train) -> GANConfig:
+DATA_PATHS = {"streamed": 0, "held": 512}  # data.resident_mb
+
+
+def config(uri: str, family: str, batch: int, precision: str, channels_last: bool, device: str,
+           data_path: str = "held", **train) -> GANConfig:
     return GANConfig.model_validate({
-        "data": {"uri": uri, "batch_size": batch},
+        "data": {"uri": uri, "batch_size": batch, "resident_mb": DATA_PATHS[data_path]},
         "model": {"family": family, "latent_dim": 64, "width": 64},
         "train": {"ema_decay": 0.0, "precision": precision, "channels_last": channels_last, "device": device,
                   "eval_samples": 1000, **train},
@@ -77,9 +83,9 @@ def _sync(device: str) -> None:
 
 
 def step_speed(uri: str, family: str, batch: int, precision: str, channels_last: bool, device: str, seconds: float,
-               cache: str) -> float:
+               cache: str, data_path: str) -> float:
     """Generator steps per second (median of timed blocks after a warm-up)."""
-    trainer = GANTrainer(config(uri, family, batch, precision, channels_last, device), cache_dir=cache)
+    trainer = GANTrainer(config(uri, family, batch, precision, channels_last, device, data_path), cache_dir=cache)
     try:
         trainer.train_steps(10)  # warm-up: cuDNN autotune, allocator, first batches
         _sync(device)
@@ -96,7 +102,7 @@ def step_speed(uri: str, family: str, batch: int, precision: str, channels_last:
 
 def stream_rate(uri: str, batch: int, seconds: float, cache: str) -> float:
     """Batches/s the Arrow stream alone delivers (the ceiling on G steps/s when D takes one real batch a step)."""
-    trainer = GANTrainer(config(uri, "dcgan", batch, "fp32", False, "cpu"), cache_dir=cache)
+    trainer = GANTrainer(config(uri, "dcgan", batch, "fp32", False, "cpu", "streamed"), cache_dir=cache)
     try:
         trainer.stream.next_batch()
         t0, n = time.perf_counter(), 0
@@ -108,9 +114,23 @@ def stream_rate(uri: str, batch: int, seconds: float, cache: str) -> float:
         trainer.close()
 
 
-def _packed_worker(uri: str, device: str, seconds: float, cache: str, barrier, results) -> None:
+def held_matches_streamed(uri: str, device: str, batches: int = 50) -> bool:
+    """Batches held on the device equal the streamed ones bit for bit (same order, same conversion to [-1, 1])."""
+    from trainers.data import open_dataset
+
+    ds = open_dataset(uri)
+    kw = dict(batch_size=96, seed=3, shuffle_buffer=500)
+    with ds.stream(**kw) as streamed, ds.stream(**kw, resident_bytes=2**30, device=device) as held:
+        for _ in range(batches):
+            (xs, ys), (xh, yh) = streamed.next_batch(), held.next_batch()
+            if xh.device.type != torch.device(device).type or not (torch.equal(xs, xh.cpu()) and torch.equal(ys, yh.cpu())):
+                return False
+    return True
+
+
+def _packed_worker(uri: str, device: str, seconds: float, cache: str, data_path: str, barrier, results) -> None:
     torch.set_num_threads(1)
-    trainer = GANTrainer(config(uri, "dcgan", 64, "bf16", True, device), cache_dir=cache)
+    trainer = GANTrainer(config(uri, "dcgan", 64, "bf16", True, device, data_path), cache_dir=cache)
     trainer.train_steps(10)
     _sync(device)
     barrier.wait()
@@ -123,11 +143,12 @@ def _packed_worker(uri: str, device: str, seconds: float, cache: str, barrier, r
     trainer.close()
 
 
-def packed_rate(uri: str, n: int, device: str, seconds: float, cache: str) -> float:
+def packed_rate(uri: str, n: int, device: str, seconds: float, cache: str, data_path: str) -> float:
     """Aggregate generator steps/s of n trainer processes sharing the device."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_packed_worker, args=(uri, device, seconds, cache, barrier, results)) for _ in range(n)]
+    procs = [ctx.Process(target=_packed_worker, args=(uri, device, seconds, cache, data_path, barrier, results))
+             for _ in range(n)]
     for p in procs:
         p.start()
     rates = [results.get(timeout=600) for _ in procs]
@@ -165,6 +186,7 @@ def main() -> None:
     parser.add_argument("--pack", default="1,2,4,8")
     parser.add_argument("--pack-seconds", type=float, default=20.0)
     parser.add_argument("--quality-steps", type=int, default=1500)
+    parser.add_argument("--data-paths", default="streamed,held", help="of " + ", ".join(DATA_PATHS))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,28 +199,36 @@ def main() -> None:
     print(f"# gpu_check on {report['device']} (torch {report['torch']})", flush=True)
     uri = blobs_uri(work)
 
+    report["held_matches_streamed"] = held_matches_streamed(uri, device)
+    print(f"\nbatches held on {device} identical to streamed ones: {report['held_matches_streamed']}", flush=True)
     report["stream_batches_per_s"] = stream_rate(uri, args.batch, args.seconds, cache)
     print(f"\nArrow stream alone: {report['stream_batches_per_s']:.1f} batches/s of {args.batch}", flush=True)
     report["speed"] = []
-    print("\n| family | precision | channels_last | G steps/s | img/s (D real) | vs fp32 |\n|---|---|---|---:|---:|---:|")
+    paths = args.data_paths.split(",")
+    print("\n| family | precision | channels_last | data | G steps/s | img/s (D real) | vs fp32 streamed |\n"
+          "|---|---|---|---|---:|---:|---:|")
     for family in args.families.split(","):
         base = None
         for precision, cl in (("fp32", False), ("bf16", False), ("bf16", True)):
-            rate = step_speed(uri, family, args.batch, precision, cl, device, args.seconds, cache)
-            base = base or rate
-            row = {"family": family, "precision": precision, "channels_last": cl, "steps_per_s": rate,
-                   "vs_fp32": rate / base}
-            report["speed"].append(row)
-            print(f"| {family} | {precision} | {cl} | {rate:.1f} | {rate * args.batch:.0f} | {rate / base:.2f} |", flush=True)
+            for data_path in paths:
+                rate = step_speed(uri, family, args.batch, precision, cl, device, args.seconds, cache, data_path)
+                base = base or rate
+                row = {"family": family, "precision": precision, "channels_last": cl, "data": data_path,
+                       "steps_per_s": rate, "vs_first": rate / base}
+                report["speed"].append(row)
+                print(f"| {family} | {precision} | {cl} | {data_path} | {rate:.1f} | {rate * args.batch:.0f} | "
+                      f"{rate / base:.2f} |", flush=True)
 
     report["packing"] = []
-    print("\n| trials on the GPU | aggregate G steps/s | vs 1 trial |\n|---:|---:|---:|")
-    single = None
-    for n in (int(v) for v in args.pack.split(",")):
-        rate = packed_rate(uri, n, device, args.pack_seconds, cache)
-        single = single or rate
-        report["packing"].append({"trials": n, "aggregate_steps_per_s": rate, "vs_one": rate / single})
-        print(f"| {n} | {rate:.1f} | {rate / single:.2f} |", flush=True)
+    print("\n| trials on the GPU | data | aggregate G steps/s | vs 1 trial |\n|---:|---|---:|---:|")
+    for data_path in paths:
+        single = None
+        for n in (int(v) for v in args.pack.split(",")):
+            rate = packed_rate(uri, n, device, args.pack_seconds, cache, data_path)
+            single = single or rate
+            report["packing"].append({"trials": n, "data": data_path, "aggregate_steps_per_s": rate,
+                                      "vs_one": rate / single})
+            print(f"| {n} | {data_path} | {rate:.1f} | {rate / single:.2f} |", flush=True)
 
     report["quality"] = {}
     print("\n| digits dcgan | FID | FID floor | KID | KID floor | train s |\n|---|---:|---:|---:|---:|---:|")

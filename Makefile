@@ -18,7 +18,7 @@ demo: install
 	RAY_AUTH_MODE=disabled $(BIN)/ganforge run jobs/quickstart.yaml
 
 test: install
-	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q tests
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf $(VENV) ganforge-results mlflow.db mlruns

@@ -164,6 +164,17 @@ def test_on_corrupt_skip_skips_the_shard_warns_and_counts_it(four_shards, caplog
     assert "shard-00001.parquet" in caplog.text
 
 
+@pytest.mark.parametrize("resident_bytes", [0, 2**30], ids=["streamed", "held"])
+def test_skipping_when_every_shard_is_corrupt_fails_instead_of_spinning(four_shards, resident_bytes):
+    from pathlib import Path
+
+    for shard in Path(four_shards).glob("shard-*.parquet"):
+        _truncate(shard)
+    with open_dataset(four_shards).stream(batch_size=10, seed=0, on_corrupt="skip", resident_bytes=resident_bytes) as s:
+        with pytest.raises(DataError, match="no readable rows left.*4 corrupt shards"):
+            s.next_batch()
+
+
 def test_corrupt_page_is_caught_by_its_checksum(four_shards):
     from pathlib import Path
 

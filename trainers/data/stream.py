@@ -145,6 +145,7 @@ class BatchStream:
             return window
         if self._position >= self._share_rows:  # the epoch is used up
             self._epoch, self._position = self._epoch + 1, 0
+        skipped = 0
         while True:
             window = self._assemble()
             if window.epoch == self._epoch and window.start <= self._position < window.stop:
@@ -152,7 +153,12 @@ class BatchStream:
             if window.remaining:
                 self._window = window
                 return window
-            # Every row of this window was skipped as corrupt: move on.
+            # Every row left in this window was skipped as corrupt: move on, unless nothing readable is left at all
+            # (two whole epochs of this rank's share skipped; shares move between epochs).
+            skipped += window.stop - max(window.start, self._position if window.epoch == self._epoch else 0)
+            if skipped >= 2 * self._share_rows:
+                raise DataError(f"{self.dataset.uri}: no readable rows left: data.on_corrupt=skip skipped every row of "
+                                f"two epochs ({len(self._producer_stats.corrupt_shards)} corrupt shards)")
             self._epoch, self._position = (window.epoch, window.stop) if window.stop < self._share_rows else (window.epoch + 1, 0)
 
     def _assemble(self) -> _Window:

@@ -1,0 +1,71 @@
+"""What holding a data set in memory (`data.resident_mb`) costs up front and saves per epoch, on the CPU alone.
+
+Synthetic 32x32x3 uint8 images are imported once; then, in alternating rounds, one stream of each kind serves three
+epochs of batches (float32 in [-1, 1], what the trainer takes): `streamed` reads and decodes Parquet row groups as it
+goes, `held` reads the whole set at its first batch and gathers windows from memory afterwards. No training: this is
+the data path alone (on a GPU the held set also skips the host-to-device copies; see bench/gpu_check.py).
+
+    .venv/bin/python bench/held_data.py [--images 50000] [--rounds 2]
+
+Final line: held_first_batch_s=… streamed_first_batch_s=… later_epochs_speedup=<streamed / held seconds for
+epochs 2-3, median over rounds>
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainers.data import import_dataset, open_dataset
+
+KINDS = {"streamed": 0, "held": 2**40}  # resident_bytes
+
+
+def three_epochs(ds, resident_bytes: int, batch: int) -> tuple[float, float, float]:
+    """Seconds to the first batch, to the end of epoch 1, and for epochs 2-3."""
+    per_epoch = ds.info.num_rows // batch
+    t0 = time.perf_counter()
+    with ds.stream(batch_size=batch, seed=0, resident_bytes=resident_bytes) as stream:
+        stream.next_batch()
+        first = time.perf_counter() - t0
+        for _ in range(per_epoch - 1):
+            stream.next_batch()
+        epoch1 = time.perf_counter() - t0
+        for _ in range(2 * per_epoch):
+            stream.next_batch()
+        later = time.perf_counter() - t0 - epoch1
+    return first, epoch1, later
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+        np.save(Path(tmp) / "images.npy", images)
+        import_dataset(str(Path(tmp) / "images.npy"), str(Path(tmp) / "ds"))
+        ds = open_dataset(str(Path(tmp) / "ds"))
+        print(f"{args.images} images 32x32x3, {ds.decoded_bytes / 2**20:.0f} MiB decoded, batch {args.batch}, 1 thread")
+        runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in KINDS}
+        for _ in range(args.rounds):
+            for kind, resident_bytes in KINDS.items():
+                first, epoch1, later = three_epochs(ds, resident_bytes, args.batch)
+                runs[kind].append((first, epoch1, later))
+                print(f"{kind:9s} first batch {first:.2f} s, epoch 1 {epoch1:.2f} s, epochs 2-3 {later:.2f} s")
+    first = {kind: statistics.median(r[0] for r in rs) for kind, rs in runs.items()}
+    speedup = statistics.median(s[2] / h[2] for s, h in zip(runs["streamed"], runs["held"]))
+    print(f"held_first_batch_s={first['held']:.2f} streamed_first_batch_s={first['streamed']:.2f} "
+          f"later_epochs_speedup={speedup:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,8 @@ def test_import_a_folder_then_inspect_it(tmp_path, capsys):
     assert "8 rows in 3 shard(s)" in captured.out
     assert main(["data", "inspect", str(tmp_path / "ds")]) == 0
     out = capsys.readouterr().out
-    for expected in ("rows      8 in 3 shard(s)", "image, 10x12x3 uint8 (tensor)", "2 classes: a, b", "image-folder", "shard-00002.parquet"):
+    for expected in ("rows      8 in 3 shard(s)", "image, 10x12x3 uint8 (tensor)", "2 classes: a, b", "image-folder", "shard-00002.parquet",
+                     "decoded   0.01 MiB: trials hold it in memory when data.resident_mb >= 0.01 (default 512)"):
         assert expected in out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from typing import IO
@@ -91,11 +92,16 @@ def describe(ds) -> str:
     else:
         labels = "none"
     source = m.source.get("source", "?")
+    from trainers.config import DataConfig
+
+    needed_mib = math.ceil(ds.decoded_bytes / 2**20 * 100) / 100  # rounded up: that setting does hold it
     lines = [
         ds.uri,
         f"  name      {m.name}",
         f"  kind      {m.kind}, {shape} {m.dtype} ({m.encoding})",
         f"  rows      {m.num_rows:,} in {len(m.shards)} shard(s), row groups of {m.row_group_rows:,}",
+        f"  decoded   {needed_mib:g} MiB: trials hold it in memory when data.resident_mb >= {needed_mib:g} "
+        f"(default {DataConfig.model_fields['resident_mb'].default:g}), else stream it",
         f"  labels    {labels}",
         f"  checksum  {m.checksum}",
         f"  made by   {m.source.get('importer', '?')} from {source} ({m.source.get('created', '?')}, ganforge {m.source.get('ganforge', '?')})",

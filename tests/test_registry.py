@@ -224,7 +224,7 @@ def test_unknown_models_and_aliases_are_named_in_one_line(mlflow_tracking_uri, t
 
 
 def test_unreachable_server_fails_fast_with_a_clear_message(tmp_path):
-    from tests.fixtures.mlflow_server import free_port
+    from orchestrator.stack import free_port
 
     uri = f"http://127.0.0.1:{free_port()}"
     checkpoint, _ = make_checkpoint(tmp_path / "ckpt")

@@ -107,6 +107,8 @@ class Producer:
         first = 0
         try:
             for shard, entry in enumerate(self.manifest.shards):
+                if shard + 1 < len(self.manifest.shards):
+                    self._prefetch(shard + 1, shard)  # the next shard downloads while this one is decoded
                 yield from self._read_segment(Segment(shard, 0, entry.rows, first))
                 first += entry.rows
         finally:

@@ -60,9 +60,10 @@ class ResidentStream(BatchStream):
         labels: np.ndarray | None = None
         valid = np.ones(info.num_rows, dtype=bool)
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if manifest.encoding == "encoded" else None
+        fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if self.dataset.location.is_remote else None
         try:
             producer = Producer(self.dataset.location, manifest, self._order, skip_corrupt=self.on_corrupt == "skip",
-                                stats=self._producer_stats, pool=pool)
+                                stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool)
             for item in producer.read_all():
                 if isinstance(item, Gap):
                     valid[item.position : item.position + item.count] = False
@@ -74,8 +75,9 @@ class ResidentStream(BatchStream):
                 if labels is not None:
                     labels[item.position : item.position + len(item.labels)] = item.labels
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            for executor in (pool, fetch_pool):
+                if executor is not None:
+                    executor.shutdown(wait=True, cancel_futures=True)
         if samples is None:  # nothing valid at all
             samples = np.empty((info.num_rows, *self._sample_shape()), dtype=np.float32)
         self._samples = torch.from_numpy(samples).to(self.device)

@@ -123,7 +123,8 @@ def held_matches_streamed(uri: str, device: str, batches: int = 50) -> bool:
     with ds.stream(**kw) as streamed, ds.stream(**kw, resident_bytes=2**30, device=device) as held:
         for _ in range(batches):
             (xs, ys), (xh, yh) = streamed.next_batch(), held.next_batch()
-            if xh.device.type != torch.device(device).type or not (torch.equal(xs, xh.cpu()) and torch.equal(ys, yh.cpu())):
+            on_device = xh.device.type == torch.device(device).type
+            if not (on_device and torch.equal(xs, xh.cpu()) and torch.equal(ys, yh.cpu())):
                 return False
     return True
 

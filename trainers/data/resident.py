@@ -59,8 +59,10 @@ class ResidentStream(BatchStream):
         samples: np.ndarray | None = None
         labels: np.ndarray | None = None
         valid = np.ones(info.num_rows, dtype=bool)
-        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if manifest.encoding == "encoded" else None
-        fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if self.dataset.location.is_remote else None
+        # Loading is one pass: pools live as long as it does (BatchStream keeps its own for the whole stream).
+        encoded, remote = manifest.encoding == "encoded", self.dataset.location.is_remote
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if encoded else None
+        fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if remote else None
         try:
             producer = Producer(self.dataset.location, manifest, self._order, skip_corrupt=self.on_corrupt == "skip",
                                 stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool)
@@ -78,18 +80,19 @@ class ResidentStream(BatchStream):
             for executor in (pool, fetch_pool):
                 if executor is not None:
                     executor.shutdown(wait=True, cancel_futures=True)
-        if samples is None:  # nothing valid at all
-            samples = np.empty((info.num_rows, *self._sample_shape()), dtype=np.float32)
+        if samples is None:  # nothing valid at all: no window will gather a row
+            samples = np.empty((0, *self._sample_shape()), dtype=np.float32)
         self._samples = torch.from_numpy(samples).to(self.device)
         self._labels = torch.from_numpy(labels).to(self.device) if labels is not None else None
         self._valid = valid
         self._wait_s += time.perf_counter() - started
-        log.info("%s: %d rows (%.1f MiB) held on %s", self.dataset.uri, info.num_rows, samples.nbytes / 2**20, self.device)
+        log.info("%s: %d rows (%.1f MiB) held on %s", self.dataset.uri, info.num_rows, samples.nbytes / 2**20,
+                 self.device)
 
     def _epoch_plan(self) -> EpochPlan:
-        plan = self._plan
-        if plan is None or plan.epoch != self._epoch or plan.seed != self._order.seed or plan.window != self._order.window:
-            plan = self._plan = self._order.plan(self.dataset.manifest, self._epoch)
+        plan, order = self._plan, self._order  # a restored state may bring another seed and window
+        if plan is None or (plan.epoch, plan.seed, plan.window) != (self._epoch, order.seed, order.window):
+            plan = self._plan = order.plan(self.dataset.manifest, self._epoch)
         return plan
 
     def _assemble(self) -> _Window:
@@ -101,7 +104,8 @@ class ResidentStream(BatchStream):
         plan = self._epoch_plan()
         w = self._position // plan.window
         start, stop = plan.window_range(w)
-        rows = np.concatenate([np.arange(seg.start, seg.stop) + self._shard_base[seg.shard] for seg in plan.segments(start, stop)])
+        segments = plan.segments(start, stop)
+        rows = np.concatenate([np.arange(seg.start, seg.stop) + self._shard_base[seg.shard] for seg in segments])
         permutation = plan.window_permutation(w)
         order, planned = serving_order(permutation, self._valid[rows])
         index = torch.from_numpy(rows[order]).to(self.device)

@@ -5,7 +5,9 @@ epochs of batches (float32 in [-1, 1], what the trainer takes): `streamed` reads
 goes, `held` reads the whole set at its first batch and gathers windows from memory afterwards. No training: this is
 the data path alone (on a GPU the held set also skips the host-to-device copies; see bench/gpu_check.py).
 
-    .venv/bin/python bench/held_data.py [--images 50000] [--rounds 2]
+    .venv/bin/python bench/held_data.py [--images 50000] [--rounds 2] [--s3]
+
+`--s3` imports the images to a moto S3 server started in this process on 127.0.0.1 and reads them from there.
 
 Final line: held_first_batch_s=… streamed_first_batch_s=… later_epochs_speedup=<streamed / held seconds for
 epochs 2-3, median over rounds>
@@ -13,6 +15,8 @@ epochs 2-3, median over rounds>
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -42,19 +46,43 @@ def three_epochs(ds, resident_bytes: int, batch: int) -> tuple[float, float, flo
     return first, epoch1, later
 
 
+@contextlib.contextmanager
+def s3_prefix():
+    """s3://gf-bench/ds on a moto server on loopback (the environment points boto3 and pyarrow at it)."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+    boto3.client("s3").create_bucket(Bucket="gf-bench")
+    try:
+        yield "s3://gf-bench/ds"
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--s3", action="store_true", help="read from a moto S3 server on loopback")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, (s3_prefix() if args.s3 else contextlib.nullcontext()) as remote:
         images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
         np.save(Path(tmp) / "images.npy", images)
-        import_dataset(str(Path(tmp) / "images.npy"), str(Path(tmp) / "ds"))
-        ds = open_dataset(str(Path(tmp) / "ds"))
-        print(f"{args.images} images 32x32x3, {ds.decoded_bytes / 2**20:.0f} MiB decoded, batch {args.batch}, 1 thread")
+        uri = remote or str(Path(tmp) / "ds")
+        import_dataset(str(Path(tmp) / "images.npy"), uri)
+        ds = open_dataset(uri)
+        print(f"{args.images} images 32x32x3 in {len(ds.manifest.shards)} shards ({'S3' if remote else 'local'}), "
+              f"{ds.decoded_bytes / 2**20:.0f} MiB decoded, batch {args.batch}, 1 thread")
         runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in KINDS}
         for _ in range(args.rounds):
             for kind, resident_bytes in KINDS.items():

@@ -206,3 +206,78 @@ def test_shape_mismatch_between_shard_and_manifest_is_named(tmp_path):
     with open_dataset(str(tmp_path / "small")).stream(batch_size=4, seed=0) as stream:
         with pytest.raises(DataError, match=r"column 'image' is .*shape=\[6,6,1\].*manifest says .*shape=\[4,4,1\]"):
             stream.next_batch()
+
+
+# ------------------------------------------------------------------------------------------------ parallel row groups
+
+
+@pytest.fixture
+def many_row_groups(tmp_path) -> str:
+    """1,200 32x32 RGB images whose first two pixels encode the row id: 2 shards of 2 row groups each."""
+    ids = np.arange(1200)
+    images = np.zeros((1200, 32, 32, 3), dtype=np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = ids % 256, ids // 256
+    np.save(tmp_path / "img.npy", images)
+    import_dataset(str(tmp_path / "img.npy"), str(tmp_path / "ds"), shard_rows=600)
+    return str(tmp_path / "ds")
+
+
+def image_ids(stream, batches: int) -> list[int]:
+    out = []
+    for _ in range(batches):
+        pixels = ((stream.next_batch()[0][:, :2, 0, 0] + 1) * 127.5).round().long()
+        out += (pixels[:, 0] + 256 * pixels[:, 1]).tolist()
+    return out
+
+
+def serve(uri: str, threads: int, monkeypatch, **kw) -> list[int]:
+    import trainers.data.stream as stream_module
+
+    monkeypatch.setattr(stream_module, "READ_THREADS", threads)
+    with open_dataset(uri).stream(batch_size=100, seed=4, shuffle_buffer=500, **kw) as stream:
+        return image_ids(stream, 36)  # three epochs
+
+
+def test_row_groups_read_on_several_threads_serve_what_one_thread_serves(many_row_groups, monkeypatch):
+    from trainers.data.shards import ShardReader
+
+    parallel_reads = []
+    alone = ShardReader.read_row_group_alone
+    monkeypatch.setattr(ShardReader, "read_row_group_alone", lambda self, i: parallel_reads.append(i) or alone(self, i))
+    sequential = serve(many_row_groups, 1, monkeypatch)
+    assert not parallel_reads and sorted(sequential[:1200]) == list(range(1200))
+    assert serve(many_row_groups, 4, monkeypatch) == sequential
+    assert parallel_reads  # the threads did read
+
+
+def test_a_parallel_read_failing_transiently_is_read_again_in_order(many_row_groups, monkeypatch):
+    from trainers.data.shards import ShardReader
+
+    expected = serve(many_row_groups, 1, monkeypatch)
+    failures = iter([True, False, True])  # some reads break like a reset connection; the reader's retries take over
+    alone = ShardReader.read_row_group_alone
+
+    def flaky(self, i):
+        if next(failures, False):
+            raise OSError("connection reset by peer")
+        return alone(self, i)
+
+    monkeypatch.setattr(ShardReader, "read_row_group_alone", flaky)
+    assert serve(many_row_groups, 4, monkeypatch) == expected
+
+
+def test_a_corrupt_row_group_read_in_parallel_is_skipped_or_named_as_in_sequence(many_row_groups, monkeypatch):
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    path = Path(many_row_groups) / "shard-00001.parquet"
+    data = bytearray(path.read_bytes())
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    data[offset + 40] ^= 0xFF  # the second row group's first page no longer matches its checksum
+    path.write_bytes(bytes(data))
+    skipped = serve(many_row_groups, 1, monkeypatch, on_corrupt="skip")
+    assert len(set(skipped)) < 1200 and serve(many_row_groups, 4, monkeypatch, on_corrupt="skip") == skipped
+    for threads in (1, 4):
+        with pytest.raises(DataError, match=r"shard-00001\.parquet: row group 1 is corrupt"):
+            serve(many_row_groups, threads, monkeypatch)

@@ -1,12 +1,14 @@
 """The reading half of a BatchStream: walks epoch plans and turns shard row groups into decoded row chunks.
 
 It runs in the readahead thread (or inline when readahead is 0) and emits, per window of the plan, a WindowStart
-(with that window's permutation) followed by Rows and Gaps that exactly cover the window's positions.
+(with that window's permutation) followed by Rows and Gaps that exactly cover the window's positions. A shard's row
+groups are read on a small thread pool, a few at once (Parquet decoding releases the GIL), and emitted in order.
 """
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from collections import deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -73,11 +75,14 @@ class Producer:
         stats: ProducerStats,
         pool: Executor | None,
         fetch_pool: Executor | None = None,
+        read_pool: Executor | None = None,
+        read_ahead: int = 0,
     ) -> None:
         self.location, self.manifest, self.order = location, manifest, order
         self.skip_corrupt = skip_corrupt
         self.stats = stats
         self.pool = pool  # decodes PNG/JPEG bytes
+        self.read_pool, self.read_ahead = read_pool, read_ahead  # reads up to read_ahead row groups at once
         self.fetch_pool = fetch_pool  # downloads the next remote shard while this one is decoded
         self._reader: ShardReader | None = None
         self._next_reader: ShardReader | None = None
@@ -145,12 +150,12 @@ class Producer:
             self._corrupt(seg.shard, None, exc)
             yield Gap(seg.position, seg.stop - seg.start)
             return
-        for rg, (rg_start, rg_stop) in enumerate(bounds):
-            lo, hi = max(seg.start, rg_start), min(seg.stop, rg_stop)
-            if lo >= hi:
-                continue
+        spans = [(rg, lo, hi, rg_start) for rg, (rg_start, rg_stop) in enumerate(bounds)
+                 if (lo := max(seg.start, rg_start)) < (hi := min(seg.stop, rg_stop))]
+        ahead = self._reads_ahead(reader, [rg for rg, *_ in spans])
+        for rg, lo, hi, rg_start in spans:
             position = seg.position + lo - seg.start
-            table = self._row_group(reader, rg)
+            table = self._row_group(reader, rg, next(ahead))
             if table is None:
                 yield Gap(position, hi - lo)
                 continue
@@ -174,14 +179,43 @@ class Producer:
                 self._reader = ShardReader(self.location, self.manifest, shard, on_retry=self._count_retry)
         return self._reader
 
-    def _row_group(self, reader: ShardReader, rg: int):
+    def _reads_ahead(self, reader: ShardReader, row_groups: list[int]) -> Iterator[Future | None]:
+        """Per row group of `row_groups`, in order: its read already running on the read pool, or None (read it
+        here). At most `read_ahead` run at once, so decoded memory stays bounded."""
+        if self.read_pool is None or self.read_ahead < 2 or len(row_groups) < 2 or not reader.reads_in_parallel:
+            yield from (None for _ in row_groups)
+            return
+        wanted = [rg for rg in row_groups if not self._known(reader.index, rg)]
+        running: deque[tuple[int, Future]] = deque()
+        submitted = 0
+        for rg in row_groups:
+            while submitted < len(wanted) and len(running) < self.read_ahead:
+                running.append((wanted[submitted], self.read_pool.submit(reader.read_row_group_alone, wanted[submitted])))
+                submitted += 1
+            yield running.popleft()[1] if running and running[0][0] == rg else None
+
+    def _known(self, shard: int, rg: int) -> bool:
+        """Whether a row group needs no read: known corrupt, or the one kept from the last window."""
+        key = (shard, rg)
+        return key in self._bad_row_groups or (self._cached is not None and self._cached[0] == key)
+
+    def _row_group(self, reader: ShardReader, rg: int, running: Future | None = None):
         key = (reader.index, rg)
         if key in self._bad_row_groups:
             return None
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         try:
-            table = reader.read_row_group(rg)
+            table = None
+            if running is not None:
+                try:
+                    table = running.result()
+                except ShardCorrupt:
+                    raise
+                except Exception:  # anything transient: read it again below, with the reader's retries
+                    pass
+            if table is None:
+                table = reader.read_row_group(rg)
         except ShardCorrupt as exc:
             self._corrupt(reader.index, rg, exc)
             return None

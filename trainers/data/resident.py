@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from trainers.data import stream
 from trainers.data.errors import DataError
 from trainers.data.plan import EpochPlan
 from trainers.data.producer import Gap, Producer, WindowStart
@@ -63,9 +64,11 @@ class ResidentStream(BatchStream):
         encoded, remote = manifest.encoding == "encoded", self.dataset.location.is_remote
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if encoded else None
         fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if remote else None
+        readers = stream.read_pool()
         try:
             producer = Producer(self.dataset.location, manifest, self._order, skip_corrupt=self.on_corrupt == "skip",
-                                stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool)
+                                stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool, read_pool=readers,
+                                read_ahead=stream.READ_THREADS)
             for item in producer.read_all():
                 if isinstance(item, Gap):
                     valid[item.position : item.position + item.count] = False
@@ -77,7 +80,7 @@ class ResidentStream(BatchStream):
                 if labels is not None:
                     labels[item.position : item.position + len(item.labels)] = item.labels
         finally:
-            for executor in (pool, fetch_pool):
+            for executor in (pool, fetch_pool, readers):
                 if executor is not None:
                     executor.shutdown(wait=True, cancel_futures=True)
         if samples is None:  # nothing valid at all: no window will gather a row

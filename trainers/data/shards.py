@@ -74,6 +74,7 @@ class ShardReader:
         self._handle: pa.NativeFile | None = None
         self._bounds: list[tuple[int, int]] | None = None
         self._prefetched: Future | None = None
+        self._bytes: pa.Buffer | None = None  # the whole shard, when it came down in one GET
 
     # ------------------------------------------------------------------------------------------------ opening
 
@@ -107,8 +108,13 @@ class ShardReader:
     def _open_handle(self) -> pa.NativeFile:
         if self._prefetched is not None:
             future, self._prefetched = self._prefetched, None
-            return future.result()  # a failed prefetch raises here and is retried like any read
-        return self._fetch()
+            handle = future.result()  # a failed prefetch raises here and is retried like any read
+        else:
+            handle = self._fetch()
+        self._bytes = handle.read_buffer() if isinstance(handle, pa.BufferReader) else None
+        if self._bytes is not None:
+            handle.seek(0)
+        return handle
 
     def _fetch(self) -> pa.NativeFile:
         try:
@@ -163,6 +169,30 @@ class ShardReader:
         columns = [f.name for f in arrow_schema(self.manifest.encoding, self.manifest.shape, self.manifest.labels is not None)]
         return self._with_retries(f"row group {i}", lambda: self._ensure_open().read_row_group(i, columns=columns, use_threads=False))
 
+    @property
+    def reads_in_parallel(self) -> bool:
+        """Whether `read_row_group_alone` may run on other threads: the open shard's bytes are in memory (one GET)
+        or on local disk. Ranged reads of a large remote shard stay on this reader's handle and its retries."""
+        return self._file is not None and (self._bytes is not None or not self.location.is_remote)
+
+    def read_row_group_alone(self, i: int) -> pa.Table:
+        """Row group i through a ParquetFile of its own, so several run at once (Parquet decoding releases the GIL).
+        Corruption raises ShardCorrupt as `read_row_group` does; any other failure is for the caller to retry there."""
+        columns = [f.name for f in arrow_schema(self.manifest.encoding, self.manifest.shape, self.manifest.labels is not None)]
+        source = pa.BufferReader(self._bytes) if self._bytes is not None else self.location.filesystem.open_input_file(
+            self.location.path(self.entry.path))
+        try:
+            return pq.ParquetFile(source, page_checksum_verification=True).read_row_group(i, columns=columns, use_threads=False)
+        except OSError as exc:  # first: pyarrow's I/O errors are ArrowExceptions too, and may be transient
+            message = _one_line(exc)
+            if any(w in message.lower() for w in _CORRUPTION_WORDS):
+                raise ShardCorrupt(f"{self.uri}: row group {i} is corrupt ({message})") from None
+            raise
+        except pa.ArrowException as exc:
+            raise ShardCorrupt(f"{self.uri}: row group {i} is corrupt ({_one_line(exc)})") from None
+        finally:
+            source.close()
+
     def read_row_groups(self, indices: list[int]) -> pa.Table:
         return pa.concat_tables([self.read_row_group(i) for i in indices])
 
@@ -193,7 +223,7 @@ class ShardReader:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        handle, self._handle, self._file = self._handle, None, None
+        handle, self._handle, self._file, self._bytes = self._handle, None, None, None
         if self._prefetched is not None:
             self._prefetched.cancel()  # if already running, its buffer is simply dropped
             self._prefetched = None

@@ -5,9 +5,10 @@ epochs of batches (float32 in [-1, 1], what the trainer takes): `streamed` reads
 goes, `held` reads the whole set at its first batch and gathers windows from memory afterwards. No training: this is
 the data path alone (on a GPU the held set also skips the host-to-device copies; see bench/gpu_check.py).
 
-    .venv/bin/python bench/held_data.py [--images 50000] [--rounds 2] [--s3]
+    .venv/bin/python bench/held_data.py [--images 50000] [--rounds 2] [--s3] [--threads 1]
 
-`--s3` imports the images to a moto S3 server started in this process on 127.0.0.1 and reads them from there.
+`--threads N` gives the process N torch threads, as a trial with `resources.cpus_per_trial: N` gets; row groups
+are then read on up to min(4, N) threads. `--s3` imports the images to a moto S3 server started in this process on 127.0.0.1 and reads them from there.
 
 Final line: held_first_batch_s=… streamed_first_batch_s=… later_epochs_speedup=<streamed / held seconds for
 epochs 2-3, median over rounds>
@@ -73,8 +74,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--s3", action="store_true", help="read from a moto S3 server on loopback")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a trial's cpus_per_trial)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp, (s3_prefix() if args.s3 else contextlib.nullcontext()) as remote:
         images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
         np.save(Path(tmp) / "images.npy", images)
@@ -82,7 +84,7 @@ def main() -> None:
         import_dataset(str(Path(tmp) / "images.npy"), uri)
         ds = open_dataset(uri)
         print(f"{args.images} images 32x32x3 in {len(ds.manifest.shards)} shards ({'S3' if remote else 'local'}), "
-              f"{ds.decoded_bytes / 2**20:.0f} MiB decoded, batch {args.batch}, 1 thread")
+              f"{ds.decoded_bytes / 2**20:.0f} MiB decoded, batch {args.batch}, {args.threads} thread(s)")
         runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in KINDS}
         for _ in range(args.rounds):
             for kind, resident_bytes in KINDS.items():

@@ -64,11 +64,12 @@ class ResidentStream(BatchStream):
         encoded, remote = manifest.encoding == "encoded", self.dataset.location.is_remote
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if encoded else None
         fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if remote else None
-        readers = stream.read_pool()
+        threads = stream.read_threads()
+        readers = stream.read_pool(threads)
         try:
             producer = Producer(self.dataset.location, manifest, self._order, skip_corrupt=self.on_corrupt == "skip",
                                 stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool, read_pool=readers,
-                                read_ahead=stream.READ_THREADS)
+                                read_ahead=threads)
             for item in producer.read_all():
                 if isinstance(item, Gap):
                     valid[item.position : item.position + item.count] = False

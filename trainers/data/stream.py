@@ -5,7 +5,7 @@ float in one pass; Arrow work happens per record batch in the readahead thread.
 
 Memory is bounded whatever the data set's size: the window being served plus, while the next one is assembled
 and permuted, two more of `shuffle_buffer` rows; at most `readahead` decoded record batches queued (a row group
-of ~1 MiB each, plus up to READ_THREADS being read); for remote data, the current and next shard's bytes (~16 MiB each).
+of ~1 MiB each, plus up to 4 being read); for remote data, the current and next shard's bytes (~16 MiB each).
 """
 from __future__ import annotations
 
@@ -30,11 +30,16 @@ log = logging.getLogger("ganforge.data")
 
 ON_CORRUPT = ("error", "skip")
 STATE_VERSION = 1
-READ_THREADS = min(4, os.cpu_count() or 1)  # row groups read at once (decoding scales to ~2 per core measured)
 
 
-def read_pool() -> ThreadPoolExecutor | None:
-    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ganforge-read") if READ_THREADS > 1 else None
+def read_threads() -> int:
+    """Row groups read at once: up to 4, within the process's CPU share (a trial sets torch's thread count to its
+    resources.cpus_per_trial), so a 1-CPU trial reads one at a time and takes no core from its neighbours."""
+    return max(1, min(4, torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def read_pool(threads: int) -> ThreadPoolExecutor | None:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ganforge-read") if threads > 1 else None
 
 
 class _Window:
@@ -122,7 +127,8 @@ class BatchStream:
             else None
         )
         # Parquet decoding releases the GIL: the row groups of a shard are read on several threads at once.
-        self._read_pool = read_pool() if self.reads_while_serving else None
+        self._read_threads = read_threads()
+        self._read_pool = read_pool(self._read_threads) if self.reads_while_serving else None
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------ batches
@@ -221,7 +227,7 @@ class BatchStream:
                 pool=self._pool,
                 fetch_pool=self._fetch_pool,
                 read_pool=self._read_pool,
-                read_ahead=READ_THREADS,
+                read_ahead=self._read_threads,
             )
             items = producer.run(self._epoch, self._position)
             self._source = Readahead(items, self.readahead) if self.readahead else Inline(items)

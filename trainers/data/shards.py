@@ -165,8 +165,13 @@ class ShardReader:
 
     # ------------------------------------------------------------------------------------------------ reading
 
+    @property
+    def _columns(self) -> list[str]:
+        m = self.manifest
+        return [f.name for f in arrow_schema(m.encoding, m.shape, m.labels is not None)]
+
     def read_row_group(self, i: int) -> pa.Table:
-        columns = [f.name for f in arrow_schema(self.manifest.encoding, self.manifest.shape, self.manifest.labels is not None)]
+        columns = self._columns
         return self._with_retries(f"row group {i}", lambda: self._ensure_open().read_row_group(i, columns=columns, use_threads=False))
 
     @property
@@ -178,11 +183,13 @@ class ShardReader:
     def read_row_group_alone(self, i: int) -> pa.Table:
         """Row group i through a ParquetFile of its own, so several run at once (Parquet decoding releases the GIL).
         Corruption raises ShardCorrupt as `read_row_group` does; any other failure is for the caller to retry there."""
-        columns = [f.name for f in arrow_schema(self.manifest.encoding, self.manifest.shape, self.manifest.labels is not None)]
-        source = pa.BufferReader(self._bytes) if self._bytes is not None else self.location.filesystem.open_input_file(
-            self.location.path(self.entry.path))
+        if self._bytes is not None:
+            source = pa.BufferReader(self._bytes)
+        else:
+            source = self.location.filesystem.open_input_file(self.location.path(self.entry.path))
         try:
-            return pq.ParquetFile(source, page_checksum_verification=True).read_row_group(i, columns=columns, use_threads=False)
+            pf = pq.ParquetFile(source, page_checksum_verification=True)
+            return pf.read_row_group(i, columns=self._columns, use_threads=False)
         except OSError as exc:  # first: pyarrow's I/O errors are ArrowExceptions too, and may be transient
             message = _one_line(exc)
             if any(w in message.lower() for w in _CORRUPTION_WORDS):

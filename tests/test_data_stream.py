@@ -231,9 +231,9 @@ def image_ids(stream, batches: int) -> list[int]:
 
 
 def serve(uri: str, threads: int, monkeypatch, **kw) -> list[int]:
-    import trainers.data.stream as stream_module
+    import trainers.data.producer as producer_module
 
-    monkeypatch.setattr(stream_module, "read_threads", lambda: threads)
+    monkeypatch.setattr(producer_module, "read_threads", lambda: threads)
     with open_dataset(uri).stream(batch_size=100, seed=4, shuffle_buffer=500, **kw) as stream:
         return image_ids(stream, 36)  # three epochs
 

@@ -7,12 +7,14 @@ groups are read on a small thread pool, a few at once (Parquet decoding releases
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from trainers.data.fs import Location
 from trainers.data.layout import DecodeError, decode
@@ -65,6 +67,39 @@ class StreamOrder:
         return EpochPlan([s.rows for s in manifest.shards], self.seed, epoch, self.rank, self.world_size, self.window)
 
 
+def read_threads() -> int:
+    """Row groups read at once: up to 4, within the process's CPU share (a trial sets torch's thread count to its
+    resources.cpus_per_trial), so a 1-CPU trial reads one at a time and takes no core from its neighbours."""
+    return max(1, min(4, torch.get_num_threads(), os.cpu_count() or 1))
+
+
+@dataclass
+class ReaderPools:
+    """The thread pools a Producer reads with, each only where it pays; `close` shuts them down."""
+
+    decode: ThreadPoolExecutor | None = None  # PNG/JPEG bytes
+    fetch: ThreadPoolExecutor | None = None  # the next remote shard's download, overlapping this one's decoding
+    read: ThreadPoolExecutor | None = None  # a shard's row groups, several at once (Parquet decoding releases the GIL)
+    read_threads: int = 1
+
+    @classmethod
+    def for_data(cls, location: Location, manifest: Manifest) -> "ReaderPools":
+        threads = read_threads()
+        return cls(
+            decode=(ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ganforge-decode")
+                    if manifest.encoding == "encoded" else None),
+            fetch=ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if location.is_remote else None,
+            read=ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ganforge-read") if threads > 1 else None,
+            read_threads=threads,
+        )
+
+    def close(self) -> None:
+        for pool in (self.decode, self.fetch, self.read):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self.decode = self.fetch = self.read = None
+
+
 class Producer:
     def __init__(
         self,
@@ -73,17 +108,12 @@ class Producer:
         order: StreamOrder,
         skip_corrupt: bool,
         stats: ProducerStats,
-        pool: Executor | None,
-        fetch_pool: Executor | None = None,
-        read_pool: Executor | None = None,
-        read_ahead: int = 0,
+        pools: ReaderPools,
     ) -> None:
         self.location, self.manifest, self.order = location, manifest, order
         self.skip_corrupt = skip_corrupt
         self.stats = stats
-        self.pool = pool  # decodes PNG/JPEG bytes
-        self.read_pool, self.read_ahead = read_pool, read_ahead  # reads up to read_ahead row groups at once
-        self.fetch_pool = fetch_pool  # downloads the next remote shard while this one is decoded
+        self.pools = pools  # owned by the caller, which closes them
         self._reader: ShardReader | None = None
         self._next_reader: ShardReader | None = None
         self._bad_shards: set[int] = set()  # unopenable: every segment of them is a gap
@@ -130,14 +160,14 @@ class Producer:
             epoch, position = epoch + 1, 0
 
     def _prefetch(self, shard: int, current: int) -> None:
-        if self.fetch_pool is None or shard == current or shard in self._bad_shards:
+        if self.pools.fetch is None or shard == current or shard in self._bad_shards:
             return
         if self._next_reader is not None and self._next_reader.index == shard:
             return
         if self._next_reader is not None:
             self._next_reader.close()
         self._next_reader = ShardReader(self.location, self.manifest, shard, on_retry=self._count_retry)
-        self._next_reader.prefetch(self.fetch_pool)
+        self._next_reader.prefetch(self.pools.fetch)
 
     def _read_segment(self, seg: Segment) -> Iterator[Rows | Gap]:
         reader = self._reader_for(seg.shard)
@@ -160,7 +190,7 @@ class Producer:
                 yield Gap(position, hi - lo)
                 continue
             try:
-                samples, labels = decode(table.slice(lo - rg_start, hi - lo), self.manifest, self.pool)
+                samples, labels = decode(table.slice(lo - rg_start, hi - lo), self.manifest, self.pools.decode)
             except DecodeError as exc:
                 self._corrupt(seg.shard, rg, ShardCorrupt(f"{reader.uri}: row group {rg}: {exc}"))
                 yield Gap(position, hi - lo)
@@ -181,16 +211,17 @@ class Producer:
 
     def _reads_ahead(self, reader: ShardReader, row_groups: list[int]) -> Iterator[Future | None]:
         """Per row group of `row_groups`, in order: its read already running on the read pool, or None (read it
-        here). At most `read_ahead` run at once, so decoded memory stays bounded."""
-        if self.read_pool is None or self.read_ahead < 2 or len(row_groups) < 2 or not reader.reads_in_parallel:
+        here). At most `pools.read_threads` run at once, so decoded memory stays bounded."""
+        pool, at_once = self.pools.read, self.pools.read_threads
+        if pool is None or at_once < 2 or len(row_groups) < 2 or not reader.reads_in_parallel:
             yield from (None for _ in row_groups)
             return
         wanted = [rg for rg in row_groups if not self._known(reader.index, rg)]
         running: deque[tuple[int, Future]] = deque()
         submitted = 0
         for rg in row_groups:
-            while submitted < len(wanted) and len(running) < self.read_ahead:
-                running.append((wanted[submitted], self.read_pool.submit(reader.read_row_group_alone, wanted[submitted])))
+            while submitted < len(wanted) and len(running) < at_once:
+                running.append((wanted[submitted], pool.submit(reader.read_row_group_alone, wanted[submitted])))
                 submitted += 1
             yield running.popleft()[1] if running and running[0][0] == rg else None
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from trainers.data import stream
 from trainers.data.errors import DataError
 from trainers.data.plan import EpochPlan
-from trainers.data.producer import Gap, Producer, WindowStart
+from trainers.data.producer import Gap, Producer, ReaderPools, WindowStart
 from trainers.data.stream import BatchStream, _Window, serving_order
 
 if TYPE_CHECKING:
@@ -31,8 +29,6 @@ log = logging.getLogger("ganforge.data")
 
 
 class ResidentStream(BatchStream):
-    reads_while_serving = False
-
     def __init__(
         self,
         dataset: "Dataset",
@@ -60,16 +56,10 @@ class ResidentStream(BatchStream):
         samples: np.ndarray | None = None
         labels: np.ndarray | None = None
         valid = np.ones(info.num_rows, dtype=bool)
-        # Loading is one pass: pools live as long as it does (BatchStream keeps its own for the whole stream).
-        encoded, remote = manifest.encoding == "encoded", self.dataset.location.is_remote
-        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ganforge-decode") if encoded else None
-        fetch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch") if remote else None
-        threads = stream.read_threads()
-        readers = stream.read_pool(threads)
+        pools = ReaderPools.for_data(self.dataset.location, manifest)  # for this one pass only
         try:
             producer = Producer(self.dataset.location, manifest, self._order, skip_corrupt=self.on_corrupt == "skip",
-                                stats=self._producer_stats, pool=pool, fetch_pool=fetch_pool, read_pool=readers,
-                                read_ahead=threads)
+                                stats=self._producer_stats, pools=pools)
             for item in producer.read_all():
                 if isinstance(item, Gap):
                     valid[item.position : item.position + item.count] = False
@@ -81,9 +71,7 @@ class ResidentStream(BatchStream):
                 if labels is not None:
                     labels[item.position : item.position + len(item.labels)] = item.labels
         finally:
-            for executor in (pool, fetch_pool, readers):
-                if executor is not None:
-                    executor.shutdown(wait=True, cancel_futures=True)
+            pools.close()
         if samples is None:  # nothing valid at all: no window will gather a row
             samples = np.empty((0, *self._sample_shape()), dtype=np.float32)
         self._samples = torch.from_numpy(samples).to(self.device)

@@ -10,16 +10,14 @@ of ~1 MiB each, plus up to 4 being read); for remote data, the current and next 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
 
 from trainers.data.errors import DataError
-from trainers.data.producer import Gap, Producer, ProducerStats, Rows, StreamOrder, WindowStart
+from trainers.data.producer import Gap, Producer, ProducerStats, ReaderPools, Rows, StreamOrder, WindowStart
 from trainers.data.readahead import Inline, Readahead
 from trainers.data.tensors import images_to_model_range
 
@@ -30,16 +28,6 @@ log = logging.getLogger("ganforge.data")
 
 ON_CORRUPT = ("error", "skip")
 STATE_VERSION = 1
-
-
-def read_threads() -> int:
-    """Row groups read at once: up to 4, within the process's CPU share (a trial sets torch's thread count to its
-    resources.cpus_per_trial), so a 1-CPU trial reads one at a time and takes no core from its neighbours."""
-    return max(1, min(4, torch.get_num_threads(), os.cpu_count() or 1))
-
-
-def read_pool(threads: int) -> ThreadPoolExecutor | None:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ganforge-read") if threads > 1 else None
 
 
 class _Window:
@@ -81,9 +69,6 @@ def serving_order(permutation: np.ndarray, valid: np.ndarray) -> tuple[np.ndarra
 
 
 class BatchStream:
-    # Whether windows are read from storage as they are served (ResidentStream holds the whole data set instead).
-    reads_while_serving = True
-
     def __init__(
         self,
         dataset: "Dataset",
@@ -115,20 +100,7 @@ class BatchStream:
         self._producer_stats = ProducerStats()
         self._wait_s = 0.0
         self._images = dataset.info.kind == "image"
-        self._pool = (
-            ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ganforge-decode")
-            if dataset.manifest.encoding == "encoded" and self.reads_while_serving
-            else None
-        )
-        # One background download of the next remote shard overlaps network time with decoding.
-        self._fetch_pool = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-fetch")
-            if dataset.location.is_remote and self.reads_while_serving
-            else None
-        )
-        # Parquet decoding releases the GIL: the row groups of a shard are read on several threads at once.
-        self._read_threads = read_threads()
-        self._read_pool = read_pool(self._read_threads) if self.reads_while_serving else None
+        self._pools: ReaderPools | None = None  # made with the first source, kept across restarts of it
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------ batches
@@ -218,16 +190,15 @@ class BatchStream:
         if self._closed:
             raise DataError(f"{self.dataset.uri}: stream is closed")
         if self._source is None:
+            if self._pools is None:
+                self._pools = ReaderPools.for_data(self.dataset.location, self.dataset.manifest)
             producer = Producer(
                 self.dataset.location,
                 self.dataset.manifest,
                 self._order,
                 skip_corrupt=self.on_corrupt == "skip",
                 stats=self._producer_stats,
-                pool=self._pool,
-                fetch_pool=self._fetch_pool,
-                read_pool=self._read_pool,
-                read_ahead=self._read_threads,
+                pools=self._pools,
             )
             items = producer.run(self._epoch, self._position)
             self._source = Readahead(items, self.readahead) if self.readahead else Inline(items)
@@ -293,10 +264,8 @@ class BatchStream:
 
     def close(self) -> None:
         self._stop_source()
-        for pool in (self._pool, self._fetch_pool, self._read_pool):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._fetch_pool = self._read_pool = None
+        if self._pools is not None:
+            self._pools.close()
         self._closed = True
 
     def __enter__(self) -> "BatchStream":

@@ -190,13 +190,11 @@ class ShardReader:
         try:
             pf = pq.ParquetFile(source, page_checksum_verification=True)
             return pf.read_row_group(i, columns=self._columns, use_threads=False)
-        except OSError as exc:  # first: pyarrow's I/O errors are ArrowExceptions too, and may be transient
-            message = _one_line(exc)
-            if any(w in message.lower() for w in _CORRUPTION_WORDS):
-                raise ShardCorrupt(f"{self.uri}: row group {i} is corrupt ({message})") from None
-            raise
-        except pa.ArrowException as exc:
-            raise ShardCorrupt(f"{self.uri}: row group {i} is corrupt ({_one_line(exc)})") from None
+        except (OSError, pa.ArrowException) as exc:
+            corrupt = self._as_corrupt(f"row group {i}", exc)
+            if corrupt is None:
+                raise
+            raise corrupt from None
         finally:
             source.close()
 
@@ -210,17 +208,14 @@ class ShardReader:
                 return fn()
             except ShardCorrupt:
                 raise
-            except DecodeError as exc:
-                raise ShardCorrupt(f"{self.uri}: {what}: {exc}") from None
-            except OSError as exc:
+            except (DecodeError, OSError, pa.ArrowException) as exc:
+                corrupt = self._as_corrupt(what, exc)
+                if corrupt is not None:
+                    raise corrupt from None
                 message = _one_line(exc)
-                if isinstance(exc, FileNotFoundError) or any(w in message.lower() for w in _CORRUPTION_WORDS):
-                    raise ShardCorrupt(f"{self.uri}: {what} is corrupt ({message})") from None
                 if attempt == self.attempts:
                     raise ShardUnreadable(f"{self.uri}: {what} still failing after {self.attempts} attempts ({message})") from None
                 log.debug("%s: %s failed (%s); reopening, attempt %d", self.uri, what, message, attempt + 1)
-            except pa.ArrowException as exc:
-                raise ShardCorrupt(f"{self.uri}: {what} is corrupt ({_one_line(exc)})") from None
             # Reopen: the old handle may be mid-way through a broken HTTP body.
             if self.on_retry:
                 self.on_retry()
@@ -228,6 +223,17 @@ class ShardReader:
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
         raise AssertionError("unreachable")
+
+    def _as_corrupt(self, what: str, exc: BaseException) -> ShardCorrupt | None:
+        """The ShardCorrupt a read's failure means, or None when it looks transient (an I/O error worth a retry)."""
+        if isinstance(exc, DecodeError):
+            return ShardCorrupt(f"{self.uri}: {what}: {exc}")
+        if isinstance(exc, OSError):  # first: pyarrow's I/O errors are ArrowExceptions too
+            message = _one_line(exc)
+            if isinstance(exc, FileNotFoundError) or any(w in message.lower() for w in _CORRUPTION_WORDS):
+                return ShardCorrupt(f"{self.uri}: {what} is corrupt ({message})")
+            return None
+        return ShardCorrupt(f"{self.uri}: {what} is corrupt ({_one_line(exc)})")
 
     def close(self) -> None:
         handle, self._handle, self._file, self._bytes = self._handle, None, None, None

@@ -42,6 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orchestrator.stack import free_port  # noqa: E402
+
 BUCKET = "ganforge-bench"
 CASES = ("local", "s3", "raydata", "boto3")
 RESULT_TAG = "RESULT "
@@ -154,12 +156,6 @@ CASE_FUNCTIONS = {"local": case_ganforge, "s3": case_ganforge, "raydata": case_r
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto(port: int) -> subprocess.Popen:

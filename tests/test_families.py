@@ -2,12 +2,12 @@
 the projection discriminator, determinism and DDP with two gloo ranks."""
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from orchestrator.stack import free_port
 from trainers.config import GANConfig
 from trainers.export import generate, load_generator_dir, save_generator
 from trainers.families import FAMILIES
@@ -373,12 +373,6 @@ def test_same_seed_same_weights_and_exact_resume(cache, tmp_path, family):
     assert all(torch.equal(v, got[k]) for k, v in expected.items())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_rank(rank: int, world_size: int, port: int, cache: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -403,7 +397,7 @@ def _ddp_rank(rank: int, world_size: int, port: int, cache: str, out: str) -> No
 
 def test_ddp_two_gloo_ranks_train_in_lockstep(cache, tmp_path):
     GANTrainer(ring(), cache_dir=cache).close()  # materialise the data set once, before the ranks race for it
-    mp.spawn(_ddp_rank, args=(2, _free_port(), str(cache), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_rank, args=(2, free_port(), str(cache), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2))
     assert r0["wrapped"] == r1["wrapped"] == "DistributedDataParallel"
     assert r0["moved"] and r0["finite"] and r1["finite"]

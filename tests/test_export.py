@@ -69,11 +69,15 @@ def test_round_trip_gives_identical_samples_in_eval_mode(tmp_path):
     assert record["format"] == "ganforge-generator/1" and record["arch"] == arch and record["data"]["checksum"] == "abc123"
 
 
-def test_generate_is_deterministic_per_seed_and_independent_of_chunking():
+def test_generate_is_deterministic_per_seed_and_independent_of_n():
     g, _ = _trained_tiny()
     a = generate(g, 20, seed=7)
     assert a.shape == (20, 1, 4, 4) and a.dtype == torch.float32
-    assert torch.equal(a, generate(g, 20, seed=7, chunk_size=3))
+    # The first 20 of 70 samples are computed in the same fixed-size block as the 20 alone (the rest padded):
+    # bit-identical on any machine's CPU kernels, which choose their blocking by batch size.
+    longer = generate(g, 70, seed=7)
+    assert longer.shape[0] == 70 and torch.equal(a, longer[:20])
+    assert torch.equal(generate(g, 1, seed=7), a[:1])
     assert not torch.equal(a, generate(g, 20, seed=8))
     assert a.min() >= -1 and a.max() <= 1
     assert g.training, "generate restores the caller's train/eval mode"

@@ -23,6 +23,10 @@ from trainers.families.base import Generator, build_generator
 from trainers.registry import UnknownComponentError
 
 GENERATOR_WEIGHTS = "generator.safetensors"
+# generate() always runs the generator on batches of exactly this many rows (the last one padded): CPU kernels
+# (MKL, oneDNN) pick their blocking by batch size, so a sample's bits would otherwise depend on how many samples
+# were asked for with it.
+SAMPLE_BLOCK = 32
 GENERATOR_CONFIG = "generator.json"
 FORMAT = "ganforge-generator/1"
 
@@ -118,12 +122,13 @@ def generate(
     seed: int = 0,
     class_label: int | None = None,
     truncation: float | None = None,
-    chunk_size: int = 256,
 ) -> torch.Tensor:
     """`n` samples in model range (images NCHW in [-1, 1], points N x D) as a float32 CPU tensor.
 
-    Latents (and labels) are drawn on the CPU from one seeded stream before chunking, so a seed gives the same
-    samples whatever the chunk size or device. Conditional models get `class_label` for every sample, or the
+    Latents are drawn on the CPU from one seeded stream, a whole block of SAMPLE_BLOCK at a time, and the generator
+    runs on those fixed blocks, so on one machine a seed gives bit-identical samples whatever `n`: the first 64 of
+    `n=1000` are the 64 of `n=64`. Another device draws the same latents; its arithmetic may differ in the last
+    bits. Conditional models get `class_label` for every sample, or the
     classes in turn when it is None. `truncation` is passed to generators whose forward takes it (StyleGAN's psi);
     for the others it is the truncation trick on z: latent entries beyond +-truncation are redrawn.
     """
@@ -139,26 +144,32 @@ def generate(
 
     rng = torch.Generator().manual_seed(int(seed))
     forward_takes_truncation = "truncation" in inspect.signature(generator.forward).parameters
-    z = generator.sample_latents(n, generator=rng, device="cpu")
-    if truncation is not None and not forward_takes_truncation:
-        z = _truncate_latents(z, truncation, rng)
-    y = None
+    kwargs = {"truncation": truncation} if forward_takes_truncation and truncation is not None else {}
+    labels = None
     if num_classes:
-        y = torch.full((n,), class_label, dtype=torch.long) if class_label is not None else torch.arange(n) % num_classes
+        labels = torch.full((n,), class_label, dtype=torch.long) if class_label is not None else torch.arange(n) % num_classes
 
     device = next(iter(generator.parameters()), torch.empty(0)).device
     was_training = generator.training
     generator.eval()
     try:
         chunks = []
-        for start in range(0, n, chunk_size):
-            zc = z[start : start + chunk_size].to(device)
-            yc = y[start : start + chunk_size].to(device) if y is not None else None
-            kwargs = {"truncation": truncation} if forward_takes_truncation and truncation is not None else {}
-            chunks.append(generator(zc, yc, **kwargs).float().cpu())
+        for start in range(0, n, SAMPLE_BLOCK):
+            # Every block draws a full block of latents, so block k's draws never depend on n.
+            z = generator.sample_latents(SAMPLE_BLOCK, generator=rng, device="cpu")
+            if truncation is not None and not forward_takes_truncation:
+                z = _truncate_latents(z, truncation, rng)
+            y = _pad_rows(labels[start : start + SAMPLE_BLOCK]).to(device) if labels is not None else None
+            chunks.append(generator(z.to(device), y, **kwargs).float().cpu())
     finally:
         generator.train(was_training)
-    return torch.cat(chunks)
+    return torch.cat(chunks)[:n]
+
+
+def _pad_rows(block: torch.Tensor) -> torch.Tensor:
+    """`block` padded to SAMPLE_BLOCK rows by repeating its first row (the generator sees a full, valid batch)."""
+    missing = SAMPLE_BLOCK - block.shape[0]
+    return torch.cat([block, block[:1].expand(missing, *block.shape[1:])]) if missing else block
 
 
 def to_uint8_images(x: torch.Tensor | np.ndarray) -> np.ndarray:

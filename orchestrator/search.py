@@ -23,6 +23,7 @@ from ray.tune.search import ConcurrencyLimiter, Repeater, SearchAlgorithm, Searc
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator.spec.model import Distribution, JobSpec
+from trainers.catalog import BUILTIN_KINDS, METRIC_MODES, METRIC_SUITE_INFO
 from trainers.registry import Registry
 
 # Distribution kind -> Tune sampler. `grid` is exhaustive; the others are sampled num_samples times.
@@ -165,22 +166,16 @@ def _optuna(plan: "SearchPlan", max_concurrent: Optional[int]) -> Searcher:
 
 
 def natural_mode(metric: str) -> str:
-    from trainers.metrics import METRIC_MODES
-
     return METRIC_MODES.get(metric, "min")
 
 
 def data_kind(uri: str) -> str:
     """Whether a data set holds images or points, reading at most its manifest."""
-    builtin_kinds = {"builtin:digits": "image", "builtin:ring8": "points", "builtin:grid25": "points"}
-    if uri in builtin_kinds:
-        return builtin_kinds[uri]
+    if uri in BUILTIN_KINDS:
+        return BUILTIN_KINDS[uri]
     from trainers.data import open_dataset
 
     return open_dataset(uri).info.kind
-
-
-DEFAULT_METRIC = {"image": "fid", "points": "reverse_kl"}
 
 
 @dataclass
@@ -195,7 +190,7 @@ class SearchPlan:
     def from_spec(cls, spec: JobSpec) -> "SearchPlan":
         metric = spec.search.metric
         if metric == "auto":
-            metric = DEFAULT_METRIC[data_kind(spec.data.uri)]
+            metric = METRIC_SUITE_INFO.get(data_kind(spec.data.uri)).default
         return cls(spec=spec, metric=metric, mode=spec.search.mode or natural_mode(metric))
 
     @property

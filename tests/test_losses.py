@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainers.catalog import LOSS_INFO
 from trainers.ema import GeneratorEMA
 from trainers.losses import LOSSES
 from trainers.penalties import PENALTIES
@@ -20,7 +21,7 @@ def test_loss_values_at_known_logits():
     assert torch.allclose(LOSSES.get("minimax").g_loss(fake), torch.log(1 - sig(fake)).mean())
     assert torch.allclose(LOSSES.get("wgan").d_loss(real, fake), fake.mean() - real.mean())
     assert torch.allclose(LOSSES.get("hinge").d_loss(real, fake), (torch.relu(1 - real) + torch.relu(1 + fake)).mean())
-    assert LOSSES.get("wgan-gp").implied_penalty == "gp"
+    assert LOSS_INFO.get("wgan-gp").implied_penalty == "gp"
 
 
 def test_unknown_loss_suggests_a_name():

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from trainers.config import TrainConfig
+from trainers.catalog import PRECISION_NAMES
 from trainers.registry import Registry
 
-PRECISIONS: Registry[Callable[[torch.device], ContextManager]] = Registry("train.precision")
+PRECISIONS: Registry[Callable[[torch.device], ContextManager]] = Registry("train.precision", declared=PRECISION_NAMES)
 PRECISIONS.register("fp32")(lambda device: contextlib.nullcontext())
 PRECISIONS.register("bf16")(
     lambda device: torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()

@@ -12,10 +12,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from trainers.catalog import AUGMENT_NAMES
 from trainers.registry import Registry
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-AUGMENTATIONS: Registry[Augmentation] = Registry("train.augment")
+AUGMENTATIONS: Registry[Augmentation] = Registry("train.augment", declared=AUGMENT_NAMES)
 
 TRANSLATION_RATIO = 0.125  # shift by up to 1/8 of the side, as in the paper
 CUTOUT_RATIO = 0.5  # erase a square of half the side

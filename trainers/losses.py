@@ -8,11 +8,12 @@ A loss may imply a penalty (WGAN-GP is the Wasserstein loss plus a gradient pena
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from trainers.catalog import LOSS_INFO
 from trainers.registry import Registry
 
 Tensor = torch.Tensor
@@ -22,14 +23,13 @@ Tensor = torch.Tensor
 class AdversarialLoss:
     d_loss: Callable[..., Tensor]  # (real_logits, fake_logits, real_target=1.0) -> scalar
     g_loss: Callable[[Tensor], Tensor]
-    implied_penalty: Optional[str] = None
     # D's decision boundary: "D accuracy" diagnostics count real > threshold and fake < threshold as correct.
     logit_threshold: float = 0.0
     # Whether the loss has a real-label target that label smoothing can soften.
     label_target: bool = True
 
 
-LOSSES: Registry[AdversarialLoss] = Registry("train.loss")
+LOSSES: Registry[AdversarialLoss] = Registry("train.loss", declared=LOSS_INFO)  # implied penalties: the catalog
 
 
 def _bce_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
@@ -62,7 +62,7 @@ LOSSES.register("minimax")(AdversarialLoss(d_loss=_bce_d, g_loss=lambda fake: -F
 LOSSES.register("ns")(AdversarialLoss(d_loss=_bce_d, g_loss=lambda fake: F.softplus(-fake).mean()))
 LOSSES.register("wgan")(AdversarialLoss(d_loss=_wasserstein_d, g_loss=_wasserstein_g, label_target=False))
 LOSSES.register("wgan-gp")(
-    AdversarialLoss(d_loss=_wasserstein_d, g_loss=_wasserstein_g, implied_penalty="gp", label_target=False)
+    AdversarialLoss(d_loss=_wasserstein_d, g_loss=_wasserstein_g, label_target=False)
 )
 LOSSES.register("hinge")(AdversarialLoss(d_loss=_hinge_d, g_loss=_wasserstein_g, label_target=False))
 # Least squares GAN (Mao et al.), a-b-c = 0-1-1 coding; "D accuracy" splits at 0.5.

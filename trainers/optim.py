@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 import torch
 
 from trainers.config import TrainConfig
+from trainers.catalog import OPTIMIZER_NAMES
 from trainers.registry import Registry
 
 
@@ -20,7 +21,7 @@ class OptimizerKind:
     apply: Callable[[dict, float, TrainConfig], None]  # (param_group, lr, train) -> None
 
 
-OPTIMIZERS: Registry[OptimizerKind] = Registry("train.optimizer")
+OPTIMIZERS: Registry[OptimizerKind] = Registry("train.optimizer", declared=OPTIMIZER_NAMES)
 
 
 def _fused(params: list[torch.nn.Parameter]) -> dict:

@@ -6,7 +6,7 @@ names (no `if family == ...` chains) and a new component is one file plus its re
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -21,11 +21,16 @@ class UnknownComponentError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, declared: "Registry[Any] | None" = None) -> None:
+        """`declared`: the torch-free list of names (trainers/catalog.py) that implementations must come from."""
         self.kind = kind
+        self.declared = declared
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        if self.declared is not None and name not in self.declared:
+            raise ValueError(f"{self.kind} {name!r} is not declared in trainers/catalog.py")
+
         def decorator(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")

@@ -2,7 +2,8 @@
 
 `model.family: wgan` stands for the Wasserstein loss, weight clipping, RMSprop and five critic steps; a job that
 sets any of those fields explicitly overrides just that field. The penalty's weight falls back to the penalty's
-own default (GP lambda 10, R1 gamma 1) when neither the job nor the family gives one.
+own default (GP lambda 10, R1 gamma 1) when neither the job nor the family gives one. Every default comes from
+trainers/catalog.py, so resolving a job needs no torch.
 
     effective = resolve(cfg)   # a GANConfig with no null stabiliser field left
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainers.config import GANConfig, TrainConfig
-from trainers.families import FAMILIES, resolve_model
-from trainers.losses import LOSSES
-from trainers.penalties import PENALTIES
+from trainers.catalog import FAMILY_INFO, LOSS_INFO, PENALTY_INFO
+from trainers.config import GANConfig, ModelConfig, TrainConfig
+
+# What a null model field means when the family has no default for it.
+MODEL_FALLBACKS: dict[str, Any] = {"spectral_norm": False}
 
 # What a null train field means when the family has no default for it.
 TRAIN_FALLBACKS: dict[str, Any] = {
@@ -25,8 +27,19 @@ TRAIN_FALLBACKS: dict[str, Any] = {
 }
 
 
+def resolve_model(cfg: ModelConfig) -> ModelConfig:
+    """`cfg` with null fields filled from the family's `model.*` defaults, then MODEL_FALLBACKS."""
+    defaults = FAMILY_INFO.get(cfg.family).defaults
+    filled = {
+        key: defaults.get(f"model.{key}", fallback)
+        for key, fallback in MODEL_FALLBACKS.items()
+        if getattr(cfg, key) is None
+    }
+    return cfg.model_copy(update=filled) if filled else cfg
+
+
 def resolve_train(family: str, train: TrainConfig) -> TrainConfig:
-    defaults = FAMILIES.get(family).defaults
+    defaults = FAMILY_INFO.get(family).defaults
     filled: dict[str, Any] = {}
     for key in (*TRAIN_FALLBACKS, "penalty", "penalty_weight"):
         if getattr(train, key) is None and f"train.{key}" in defaults:
@@ -35,9 +48,9 @@ def resolve_train(family: str, train: TrainConfig) -> TrainConfig:
         if getattr(train, key) is None and key not in filled:
             filled[key] = fallback
     if train.penalty is None and "penalty" not in filled:
-        filled["penalty"] = LOSSES.get(filled.get("loss", train.loss)).implied_penalty or "none"
+        filled["penalty"] = LOSS_INFO.get(filled.get("loss", train.loss)).implied_penalty or "none"
     if train.penalty_weight is None and "penalty_weight" not in filled:
-        filled["penalty_weight"] = PENALTIES.get(filled.get("penalty", train.penalty)).default_weight
+        filled["penalty_weight"] = PENALTY_INFO.get(filled.get("penalty", train.penalty)).default_weight
     return train.model_copy(update=filled)
 
 

@@ -1,22 +1,18 @@
 """From YAML text (and --set overrides) to a validated JobSpec, with errors that name the YAML path and line."""
 from __future__ import annotations
 
-import copy
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from orchestrator.errors import SpecError
+from orchestrator.spec.checks import Issue, describe_pydantic, dotted, run_checks
 from orchestrator.spec.model import JobSpec
 from orchestrator.spec.yaml_source import Path, YamlSource, _JobLoader, parse_yaml
-from trainers.config import GANConfig
-from trainers.registry import UnknownComponentError
-from trainers.validate import check_components
 
 _CREDENTIALS_IN_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", re.I)
 
@@ -37,8 +33,8 @@ class LoadedJob:
         return data
 
 
-def _dotted(path: Iterable[str | int]) -> str:
-    return ".".join(str(p) for p in path)
+MAX_JOB_BYTES = 1 << 20  # 1 MiB: job files are a few KiB; anything larger is refused before it is parsed
+MAX_SHOWN = 20  # errors listed; the rest are counted
 
 
 def _set_path(data: dict[str, Any], path: Path, value: Any) -> None:
@@ -48,122 +44,120 @@ def _set_path(data: dict[str, Any], path: Path, value: Any) -> None:
     node[path[-1]] = value
 
 
+SPACE = ("search", "space")
+
+
 def parse_override(text: str) -> tuple[Path, Any]:
+    """`--set KEY=VALUE` -> (spec path, YAML value). Under `search.space.` the rest of the key is one searched key,
+    dots and commas included: `search.space.train.lr_g={loguniform: [1e-4, 1e-3]}` (null removes it)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
+    key = key.strip()
+    if not sep or not key or any(not p for p in key.split(".")):
         raise SpecError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set train.lr_g=2e-4")
     try:
         value = yaml.load(raw, Loader=_JobLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: keep the literal string
-    return tuple(key.strip().split(".")), value
+    parts = tuple(key.split("."))
+    if parts[:2] == SPACE and len(parts) > 2:
+        parts = SPACE + (key[len("search.space."):],)
+    return parts, value
 
 
-def _model_at(path: Path) -> type[BaseModel] | None:
-    """The pydantic model that owns fields at `path` (for did-you-mean suggestions)."""
-    model: Any = JobSpec
+def _apply_override(data: dict[str, Any], item: str) -> Path:
+    path, value = parse_override(item)
+    node = data
+    for i, key in enumerate(path[:-1]):
+        if not isinstance(node.setdefault(key, {}), dict):
+            raise SpecError(f"--set {item}: {dotted(path[:i + 1])} is not a section")
+        node = node[key]
+    if value is None and path[:2] == SPACE and len(path) == 3:
+        node.pop(path[-1], None)  # `--set search.space.KEY=null` stops searching KEY
+    else:
+        node[path[-1]] = value
+    return path
+
+
+class _Report:
+    """Where each issue came from: the `--set` that holds its path, else its line in the file."""
+
+    def __init__(self, src: YamlSource, overrides: dict[Path, str]) -> None:
+        self.src, self.overrides = src, overrides
+
+    def origin(self, path: Path) -> str:
+        for held, item in self.overrides.items():
+            # The override holds the path, or lies inside a section the file does not write.
+            if path[: len(held)] == held or (held[: len(path)] == path and path not in self.src.lines):
+                return f"--set {item}"
+        return self.src.where(path)
+
+    def line(self, issue: Issue) -> str:
+        message = issue.message
+        for path, template in self.src.env_paths.items():  # never show a value that came from ${VAR}
+            if issue.path[: len(path)] == path or path[: len(issue.path)] == issue.path:
+                resolved = _value_at(self.src.data, path)
+                if isinstance(resolved, str) and resolved:
+                    message = message.replace(resolved, template)
+        return f"{self.origin(issue.path)}: {message}"
+
+    def raise_if_any(self, issues: list[Issue]) -> None:
+        if not issues:
+            return
+        first = {issue.path: issue for issue in reversed(issues)}  # one line per field: its first issue
+        lines = list(dict.fromkeys(self.line(i) for i in issues if first[i.path] is i))
+        shown = lines[:MAX_SHOWN]
+        if len(lines) > MAX_SHOWN:
+            shown.append(f"... and {len(lines) - MAX_SHOWN} more ({len(lines)} errors in {self.src.filename})")
+        raise SpecError("\n".join(shown))  # one problem per line; the CLI prefixes each
+
+
+def _value_at(data: Any, path: Path) -> Any:
     for key in path:
-        fields = getattr(model, "model_fields", None)
-        if not fields or key not in fields:
+        if not isinstance(data, (dict, list)):
             return None
-        model = fields[key].annotation
-        model = next((a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), model)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    if error["type"] == "extra_forbidden":
-        owner = _model_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields) if owner else [], n=1)
-        hint = f"; did you mean {_dotted(loc[:-1] + (close[0],))!r}?" if close else ""
-        return f"{_dotted(loc)}: unknown key{hint}"
-    msg = error["msg"].removeprefix("Value error, ")
-    shown = error.get("input")
-    suffix = f" (got {shown!r})" if isinstance(shown, (int, float, str, bool)) and error["type"] != "missing" else ""
-    return f"{_dotted(loc) or 'job'}: {msg}{suffix}"
-
-
-def _validate(data: dict[str, Any], src: YamlSource, overrides: dict[Path, str]) -> JobSpec:
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        loc = tuple(first["loc"])
-        origin = next((f"--set {o}" for p, o in overrides.items() if loc[: len(p)] == p), None)
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SpecError(f"{origin or src.where(loc)}: {_describe(first)}{more}") from None
-
-
-def _check_space(spec: JobSpec, data: dict[str, Any], src: YamlSource) -> None:
-    """Every searched path must exist, and every listed value must be valid where it lands."""
-    for key, dist in spec.search.space.items():
-        where = src.where(("search", "space", key))
-        paths = [tuple(p.strip().split(".")) for p in key.split(",")]
-        for path in paths:
-            if _model_at(path[:-1]) is None or path[-1] not in _model_at(path[:-1]).model_fields:
-                owner = _model_at(path[:-1])
-                close = difflib.get_close_matches(path[-1], list(owner.model_fields) if owner else [], n=1)
-                hint = f"; did you mean {_dotted(path[:-1] + (close[0],))!r}?" if close else ""
-                raise SpecError(f"{where}: search.space: {_dotted(path)!r} is not a spec field{hint}")
-        samples = dist.values if dist.kind in ("choice", "grid") else list(dist.values)
-        for sample in samples:
-            values = sample if len(paths) > 1 else [sample]
-            if len(paths) > 1 and (not isinstance(sample, list) or len(sample) != len(paths)):
-                raise SpecError(f"{where}: search.space.{key}: each value must be a list of {len(paths)} items, got {sample!r}")
-            trial = copy.deepcopy(data)
-            for path, value in zip(paths, values):
-                _set_path(trial, path, value)
-            try:
-                cfg = GANConfig.model_validate({k: trial.get(k, {}) for k in ("data", "model", "train")})
-                check_components(cfg)
-            except (ValidationError, UnknownComponentError) as exc:
-                detail = _describe(exc.errors()[0]) if isinstance(exc, ValidationError) else str(exc)
-                raise SpecError(f"{where}: search.space.{key}: value {sample!r} is invalid: {detail}") from None
-
-
-def _check_policy(spec: JobSpec, src: YamlSource) -> None:
-    for path, value in (
-        (("data", "uri"), spec.data.uri),
-        (("storage", "uri"), spec.storage.uri),
-        (("registry", "tracking_uri"), spec.registry.tracking_uri),
-        (("cluster", "address"), spec.cluster.address),
-    ):
-        if value and _CREDENTIALS_IN_URI.match(value) and path not in src.env_paths:
-            raise SpecError(
-                f"{src.where(path)}: {_dotted(path)}: credentials must not be written in the job file; "
-                "use the standard AWS/MLflow environment variables or ${VAR}"
-            )
+def _credential_issues(spec: JobSpec, src: YamlSource) -> list[Issue]:
+    paths = (("data", "uri"), ("storage", "uri"), ("registry", "tracking_uri"), ("cluster", "address"))
+    return [
+        Issue(path, f"{dotted(path)}: credentials must not be written in the job file; "
+                    "use the standard AWS/MLflow environment variables or ${VAR}")
+        for path in paths
+        if (value := _value_at(spec.model_dump(), path)) and _CREDENTIALS_IN_URI.match(value)
+        and path not in src.env_paths
+    ]
 
 
 def load_job_text(text: str, filename: str = "<job>", overrides: Iterable[str] = ()) -> LoadedJob:
+    """Parse, apply `--set`s, validate types and run every check; all problems are raised at once (SpecError)."""
+    if len(text) > MAX_JOB_BYTES:
+        raise SpecError(f"{filename}: job file is {len(text):,} characters, over the {MAX_JOB_BYTES:,} limit (1 MiB)")
     src = parse_yaml(text, filename)
-    data = src.data
     applied: dict[Path, str] = {}
     for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for key in path[:-1]:
-            if not isinstance(node.get(key, {}), dict):
-                raise SpecError(f"--set {item}: {_dotted(path[:path.index(key) + 1])} is not a section")
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-        src.env_paths.pop(path, None)
+        path = _apply_override(src.data, item)
+        src.env_paths = {p: t for p, t in src.env_paths.items() if p[: len(path)] != path}
         applied[path] = item
-    spec = _validate(data, src, applied)
     try:
-        check_components(spec.gan_config())
-    except UnknownComponentError as exc:
-        raise SpecError(f"{src.where(tuple(exc.kind.split('.')))}: {exc}") from None
-    _check_space(spec, data, src)
-    _check_policy(spec, src)
+        spec = JobSpec.model_validate(src.data)
+    except ValidationError as exc:
+        issues = [Issue(*describe_pydantic(e)) for e in exc.errors()]
+    else:
+        issues = _credential_issues(spec, src) + run_checks(spec, src.data)
+    _Report(src, applied).raise_if_any(issues)
     return LoadedJob(spec=spec, text=text, path=None, overrides=list(overrides), env_paths=src.env_paths)
 
 
 def load_job(path: str | FsPath, overrides: Iterable[str] = ()) -> LoadedJob:
     path = FsPath(path)
     try:
+        if path.stat().st_size > MAX_JOB_BYTES:  # refused before a byte is parsed
+            raise SpecError(f"{path}: job file is {path.stat().st_size:,} bytes, over the {MAX_JOB_BYTES:,} limit (1 MiB)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such job file") from None

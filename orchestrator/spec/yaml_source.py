@@ -2,7 +2,8 @@
 
 Only standard YAML is accepted: duplicate keys and any explicit tag (`!!python/object`, `!Ref`, ...) are errors, and
 `${VAR}` in a string is replaced from the environment (so credentials never sit in the file) while the paths that
-used a variable are remembered for redaction.
+used a variable are remembered for redaction. Hostile files fail fast: aliases may expand to at most MAX_VALUES
+values (a "billion laughs" file is a few hundred bytes), nesting is bounded, and an empty document is an error.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _STANDARD_TAGS = {
 }
 
 Path = tuple[str | int, ...]
+MAX_VALUES = 100_000  # values after alias expansion; real jobs hold a few hundred
 
 
 @dataclass
@@ -31,6 +33,7 @@ class YamlSource:
     lines: dict[Path, int] = field(default_factory=dict)
     env_paths: dict[Path, str] = field(default_factory=dict)  # path -> the original "${VAR}" text
     filename: str = "<job>"
+    values: int = 0  # expanded so far, against MAX_VALUES
 
     def line_of(self, path: Path) -> int | None:
         # Fall back to the nearest parent: pydantic reports missing or extra keys at the parent's path.
@@ -49,6 +52,10 @@ def _fail(filename: str, node: yaml.Node, message: str) -> SpecError:
 
 
 def _walk(node: yaml.Node, path: Path, src: YamlSource) -> Any:
+    src.values += 1
+    if src.values > MAX_VALUES:
+        raise _fail(src.filename, node, f"{_dotted(path) or 'document'}: more than {MAX_VALUES:,} values after "
+                                        "expanding YAML aliases (an alias bomb?); write the values out")
     src.lines.setdefault(path, node.start_mark.line + 1)
     if node.tag not in _STANDARD_TAGS:
         raise _fail(src.filename, node, f"{_dotted(path) or 'document'}: YAML tag {node.tag!r} is not allowed; use plain values")
@@ -107,15 +114,20 @@ def parse_yaml(text: str, filename: str = "<job>") -> YamlSource:
     src = YamlSource(data=None, filename=filename)
     try:
         root = yaml.compose(text, Loader=_JobLoader)
+        if root is not None and isinstance(root, yaml.MappingNode):
+            src.data = _walk(root, (), src)
+    except RecursionError:
+        raise SpecError(f"{filename}: nested too deeply to be a job file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{filename}:{mark.line + 1}" if mark else filename
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: not valid YAML: {problem}") from None
     if root is None:
-        src.data = {}
-        return src
-    src.data = _walk(root, (), src)
-    if not isinstance(src.data, dict):
-        raise SpecError(f"{filename}:1: a job must be a YAML mapping of sections (name, data, model, train, ...)")
+        raise SpecError(f"{filename}: the job file is empty (or only comments); a job is a mapping of sections "
+                        "(name, data, model, train, ...)")
+    if not isinstance(root, yaml.MappingNode):
+        what = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise SpecError(f"{filename}:{root.start_mark.line + 1}: the job file holds {what}; a job is a mapping of "
+                        "sections (name, data, model, train, ...)")
     return src

@@ -51,8 +51,6 @@ class ProjectionDiscriminator(nn.Module):
 
 @FAMILIES.register("cgan")
 class ConditionalGAN:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "hinge"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         if info.num_classes < 2:

@@ -81,8 +81,6 @@ def dcgan_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
 
 @FAMILIES.register("dcgan")
 class DCGAN:
-    data_kinds = frozenset({"image"})
-    defaults = {"train.loss": "ns"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return dcgan_networks(cfg, info)

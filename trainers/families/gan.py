@@ -89,8 +89,6 @@ def mlp_networks(cfg: ModelConfig, info: DataInfo) -> Networks:
 
 @FAMILIES.register("gan")
 class MLPGAN:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "ns"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return mlp_networks(cfg, info)

@@ -10,8 +10,6 @@ from trainers.families.base import FAMILIES, Networks
 
 @FAMILIES.register("lsgan")
 class LSGAN:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "lsgan"}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return backbone_networks(cfg, info)

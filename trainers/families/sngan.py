@@ -10,8 +10,6 @@ from trainers.families.base import FAMILIES, Networks
 
 @FAMILIES.register("sngan")
 class SNGAN:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "hinge", "model.spectral_norm": True}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return backbone_networks(cfg, info)

@@ -228,9 +228,7 @@ class StyleGANDiscriminator(nn.Module):
 
 @FAMILIES.register("stylegan")
 class StyleGAN:
-    data_kinds = frozenset({"image"})
     # StyleGAN2's recipe: non-saturating loss with lazy R1; gamma scaled down for tiny images.
-    defaults = {"train.loss": "ns", "train.penalty": "r1", "train.penalty_weight": 0.1, "train.penalty_every": 4}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         size = info.image_size

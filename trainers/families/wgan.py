@@ -10,8 +10,6 @@ from trainers.families.base import FAMILIES, Networks
 
 @FAMILIES.register("wgan")
 class WGAN:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "wgan", "train.optimizer": "rmsprop", "train.weight_clip": 0.01, "train.n_critic": 5}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return backbone_networks(cfg, info)

@@ -10,8 +10,6 @@ from trainers.families.base import FAMILIES, Networks
 
 @FAMILIES.register("wgan-gp")
 class WGANGP:
-    data_kinds = frozenset({"points", "image"})
-    defaults = {"train.loss": "wgan-gp", "train.penalty": "gp", "train.n_critic": 5}
 
     def build(self, cfg: ModelConfig, info: DataInfo) -> Networks:
         return backbone_networks(cfg, info)

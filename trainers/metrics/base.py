@@ -12,6 +12,7 @@ from typing import Callable, ClassVar, Iterator
 import torch
 from torch import Tensor
 
+from trainers import catalog
 from trainers.data.info import DataInfo
 from trainers.metrics.threads import one_thread
 from trainers.registry import Registry
@@ -19,24 +20,7 @@ from trainers.registry import Registry
 SampleFn = Callable[[int], Tensor]
 RealSamples = tuple[Tensor, "Tensor | None"]
 
-# Direction of every metric a suite reports: what a search passes as `mode` when it optimises that metric.
-METRIC_MODES: dict[str, str] = {
-    # images
-    "fid": "min",
-    "kid": "min",
-    "precision": "max",
-    "recall": "max",
-    "density": "max",
-    "coverage": "max",
-    "class_coverage": "max",
-    "class_kl": "min",
-    # 2-D mixtures
-    "modes": "max",
-    "hq": "max",
-    "reverse_kl": "min",
-    "mode_hq": "max",
-    "balanced_mode_hq": "max",
-}
+METRIC_MODES = catalog.METRIC_MODES  # every metric's natural direction, declared with the suites' names
 
 CHUNK = 500  # samples requested from sample_fn at a time: bounds memory for large images
 FLOOR_SEED = 1234  # fixed draw of real samples for the real-vs-real floor
@@ -102,7 +86,7 @@ class Evaluator:
 
 
 # Suites by data kind; each is constructed as suite(info, real, num_samples, cache_dir: Path | None, device).
-METRIC_SUITES: Registry[type[Evaluator]] = Registry("metric suite for data kind")
+METRIC_SUITES: Registry[type[Evaluator]] = Registry("metric suite for data kind", declared=catalog.METRIC_SUITE_INFO)
 
 
 def build_evaluator(

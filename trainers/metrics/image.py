@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from trainers.data.info import DataInfo
+from trainers.catalog import METRIC_SUITE_INFO
 from trainers.metrics import feature_net as fn
 from trainers.metrics.base import CHUNK, METRIC_SUITES, Evaluator, RealSamples
 from trainers.metrics.cache import digest, load_or_build
@@ -63,8 +64,8 @@ def _metric_kwargs() -> dict[str, Any]:
 
 @METRIC_SUITES.register("image")
 class ImageEvaluator(Evaluator):
-    default_metric = "fid"
-    metric_names = ("fid", "kid", "precision", "recall", "density", "coverage", "class_coverage", "class_kl")
+    default_metric = METRIC_SUITE_INFO.get("image").default
+    metric_names = tuple(METRIC_SUITE_INFO.get("image").modes)
 
     def __init__(
         self, info: DataInfo, real: RealSamples, num_samples: int, cache_dir: Path | None, device: torch.device

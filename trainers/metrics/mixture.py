@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from trainers.data.info import DataInfo
+from trainers.catalog import METRIC_SUITE_INFO
 from trainers.metrics.base import METRIC_SUITES, Evaluator, RealSamples
 
 HQ_SIGMAS = 3.0
@@ -95,8 +96,8 @@ def _mixture_spec(info: DataInfo) -> tuple[Tensor, float]:
 
 @METRIC_SUITES.register("points")
 class MixtureEvaluator(Evaluator):
-    default_metric = "reverse_kl"
-    metric_names = ("modes", "hq", "reverse_kl", "mode_hq", "balanced_mode_hq")
+    default_metric = METRIC_SUITE_INFO.get("points").default
+    metric_names = tuple(METRIC_SUITE_INFO.get("points").modes)
 
     def __init__(
         self, info: DataInfo, real: RealSamples, num_samples: int, cache_dir: Path | None, device: torch.device

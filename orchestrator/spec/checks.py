@@ -1,0 +1,228 @@
+"""Checks of a job beyond field types: everything a search would otherwise discover hours in.
+
+Each check looks at a pydantic-valid `JobSpec` (plus the raw mapping, for `search.space` trials) and yields the
+`Issue`s it finds; `orchestrator.spec.load` runs them all and reports every issue with its file line or `--set`.
+`validate`, `run` and `submit` share this list, so `validate` is never weaker than a run. No check reads the data
+set or calls a service: that is orchestrator/preflight.py.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.spec.model import JobSpec
+from orchestrator.spec.uris import URI_RULES, uri_problem
+from trainers.catalog import BUILTIN_KINDS, FAMILY_INFO, METRIC_MODES, METRIC_SUITE_INFO
+from trainers.config import GANConfig
+from trainers.registry import UnknownComponentError
+from trainers.validate import check_components
+
+Path = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: Path  # the spec field it is about; its line (or --set) is looked up from this
+    message: str  # "field: what is wrong; did you mean ..." (the field is repeated so each line stands alone)
+
+
+def dotted(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def model_at(path: Path) -> type[BaseModel] | None:
+    """The pydantic model that owns fields at `path` (for did-you-mean suggestions)."""
+    model: Any = JobSpec
+    for key in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or key not in fields:
+            return None
+        model = fields[key].annotation
+        model = next((a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     model)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def suggest(word: str, options: Iterable[str], shown: Callable[[str], str] = repr) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {shown(close[0])}?" if close else ""
+
+
+def describe_pydantic(error: dict[str, Any]) -> tuple[Path, str]:
+    """A pydantic error as (path, "field: message")."""
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    if error["type"] == "extra_forbidden":
+        owner = model_at(loc[:-1])
+        hint = suggest(str(loc[-1]), owner.model_fields if owner else (), lambda k: repr(dotted(loc[:-1] + (k,))))
+        return loc, f"{dotted(loc)}: unknown key{hint}"
+    msg = error["msg"].removeprefix("Value error, ")
+    shown = error.get("input")
+    suffix = f" (got {shown!r})" if isinstance(shown, (int, float, str, bool)) and error["type"] != "missing" else ""
+    return loc, f"{dotted(loc) or 'job'}: {msg}{suffix}"
+
+
+CHECKS: list[Callable[[JobSpec, dict[str, Any]], Iterator[Issue]]] = []
+
+
+def check(fn: Callable[[JobSpec, dict[str, Any]], Iterator[Issue]]) -> Callable:
+    CHECKS.append(fn)
+    return fn
+
+
+def run_checks(spec: JobSpec, data: dict[str, Any]) -> list[Issue]:
+    return [issue for fn in CHECKS for issue in fn(spec, data)]
+
+
+def _component_error(cfg: GANConfig) -> Optional[UnknownComponentError]:
+    try:
+        check_components(cfg)
+    except UnknownComponentError as exc:
+        return exc
+    return None
+
+
+@check
+def components(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    """Family, loss, penalty, optimizer, precision and augmentations are declared names."""
+    if error := _component_error(spec.gan_config()):
+        yield Issue(tuple(error.kind.split(".")), str(error))  # "unknown model.family 'gann'; did you mean ..."
+
+
+def data_kind(uri: str) -> Optional[str]:
+    """The data set's kind when it is known without reading it (built-ins); None otherwise (preflight reads it)."""
+    return BUILTIN_KINDS.get(uri)
+
+
+def kind_issues(spec: JobSpec, kind: str) -> Iterator[Issue]:
+    """The family and the metric must fit data of `kind` (also run by preflight once it has read the manifest)."""
+    family = FAMILY_INFO.get(spec.model.family) if spec.model.family in FAMILY_INFO else None
+    if family and kind not in family.data_kinds:
+        yield Issue(("model", "family"), f"model.family: {spec.model.family!r} trains on "
+                                         f"{'/'.join(sorted(family.data_kinds))} data, but {spec.data.uri} holds {kind} data")
+    metric = spec.search.metric
+    names = METRIC_SUITE_INFO.get(kind).modes
+    if metric != "auto" and metric in METRIC_MODES and metric not in names:
+        yield Issue(("search", "metric"), f"search.metric: {metric!r} is not reported for {kind} data "
+                                          f"(there: {', '.join(names)}){suggest(metric, names)}")
+
+
+@check
+def data_fits(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    metric = spec.search.metric
+    if metric != "auto" and metric not in METRIC_MODES:
+        yield Issue(("search", "metric"), f"search.metric: unknown metric {metric!r}"
+                                          f"{suggest(metric, METRIC_MODES)} (known: auto, {', '.join(METRIC_MODES)})")
+    kind = data_kind(spec.data.uri)
+    if kind:
+        yield from kind_issues(spec, kind)
+
+
+RANGES = ("uniform", "loguniform", "randint")
+
+
+@check
+def algorithm_fits_space(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    if spec.search.algorithm != "grid":
+        return
+    for key, dist in spec.search.space.items():
+        if dist.kind in RANGES:
+            yield Issue(("search", "space", key, dist.kind),
+                        f"search.space.{key}: algorithm grid needs choice or grid values, not a {dist.kind} range; "
+                        f"list the values, or use algorithm random or optuna")
+
+
+@check
+def space_lands(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    """Every searched path exists, and every listed value is valid where it lands."""
+    if _component_error(spec.gan_config()):
+        return  # reported once by `components`, not again for every searched value
+    for key, dist in spec.search.space.items():
+        where = ("search", "space", key)
+        paths = [tuple(p.strip().split(".")) for p in key.split(",")]
+        bad = [p for p in paths if model_at(p[:-1]) is None or p[-1] not in model_at(p[:-1]).model_fields]
+        for path in bad:
+            owner = model_at(path[:-1])
+            hint = suggest(path[-1], owner.model_fields if owner else (), lambda k: repr(dotted(path[:-1] + (k,))))
+            yield Issue(where, f"search.space: {dotted(path)!r} is not a spec field{hint}")
+        if bad:
+            continue
+        samples = dist.values if dist.kind in ("choice", "grid") else list(dist.values)
+        for sample in samples:
+            problem = _sample_problem(data, paths, sample)
+            if problem:
+                yield Issue(where, f"search.space.{key}: value {sample!r} is invalid: {problem}")
+                break
+
+
+def _sample_problem(data: dict[str, Any], paths: list[Path], sample: Any) -> Optional[str]:
+    if len(paths) > 1 and (not isinstance(sample, list) or len(sample) != len(paths)):
+        return f"each value must be a list of {len(paths)} items"
+    trial = copy.deepcopy(data)
+    for path, value in zip(paths, sample if len(paths) > 1 else [sample]):
+        node = trial
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    try:
+        cfg = GANConfig.model_validate({k: trial.get(k, {}) for k in ("data", "model", "train")})
+    except ValidationError as exc:
+        return describe_pydantic(exc.errors()[0])[1]
+    error = _component_error(cfg)
+    return str(error) if error else None
+
+
+# MLflow's own rules (mlflow/utils/validation.py: _validate_model_name, _validate_model_alias_name[_reserved]),
+# restated here so `validate` needs no MLflow import; tests/test_spec.py checks them against MLflow itself.
+_ALIAS = re.compile(r"^[\w\-]*$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+MAX_ALIAS_LENGTH = 255
+
+
+def model_name_problem(name: str) -> Optional[str]:
+    if not name.strip():
+        return "must not be empty"
+    if any(c in name for c in "/:@"):
+        return "must not contain '/', ':' or '@' (MODEL URIs use them: NAME@ALIAS, NAME/VERSION)"
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(("..", "/")):
+        return f"would resolve to another name as a path ({norm!r}); MLflow refuses it"
+    return None
+
+
+def alias_problem(alias: str) -> Optional[str]:
+    if not alias:
+        return "must not be empty"
+    if not _ALIAS.match(alias):
+        return "may only contain letters, digits, '_' and '-' (MLflow's rule)"
+    if len(alias) > MAX_ALIAS_LENGTH:
+        return f"is longer than MLflow's {MAX_ALIAS_LENGTH} characters"
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        return f"{alias!r} is reserved by MLflow (latest, v1, v2 ... name versions)"
+    return None
+
+
+@check
+def registry_names(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    if not spec.registry.enabled:
+        return
+    for path, value, rule in ((("registry", "model_name"), spec.registry.model_name, model_name_problem),
+                              (("registry", "alias"), spec.registry.alias, alias_problem)):
+        problem = value is not None and rule(value)
+        if problem:
+            yield Issue(path, f"{dotted(path)}: {value!r} {problem}")
+
+
+@check
+def uri_shapes(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    for path in URI_RULES:
+        value = getattr(getattr(spec, path[0]), path[1])
+        problem = value is not None and uri_problem(path, value)
+        if problem:
+            shown = re.sub(r"//[^/@\s]*@", "//***@", value)  # never echo user:password@
+            yield Issue(path, f"{dotted(path)}: {problem} (got {shown!r})")

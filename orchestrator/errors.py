@@ -55,3 +55,9 @@ class JobFailedError(GanforgeError):
     """The search ran but did not succeed (no trial finished, registration failed, ...)."""
 
     exit_code = 1
+
+
+class PreflightError(GanforgeError):
+    """Something the job points at is missing or does not answer (data set, storage, MLflow); nothing was started."""
+
+    exit_code = 2

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 
 from orchestrator import stack as local_stack
 from orchestrator import submit
+from orchestrator.cli.job import add_preflight_flag, checked_job
 
 
 def _add_address(p: argparse.ArgumentParser) -> None:
@@ -26,6 +28,7 @@ def _jobs_client(args: argparse.Namespace) -> submit.JobsClient:
 
 # ------------------------------------------------------------------ submit
 def cmd_submit(args: argparse.Namespace) -> int:
+    checked_job(args, on_cluster=True)  # validated and preflighted here, before anything is packaged or uploaded
     submit.submit_job(args.job, args.overrides, address=args.address, wait=not args.no_wait,
                       max_retries=args.max_retries)
     return 0
@@ -44,8 +47,17 @@ def _duration(job) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _job_json(job) -> dict:
+    """The stable shape of `jobs list --json` rows and `jobs status --json` (times in ms since the epoch)."""
+    return {"submission_id": job.submission_id, "status": str(job.status), "job": (job.metadata or {}).get("ganforge.job"),
+            "entrypoint": job.entrypoint, "message": job.message, "start_time": job.start_time, "end_time": job.end_time}
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     jobs = _jobs_client(args).list()
+    if args.json:
+        print(json.dumps([_job_json(job) for job in jobs], indent=2))
+        return 0
     if not jobs:
         print("no jobs", file=sys.stderr)
         return 0
@@ -62,6 +74,9 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def cmd_jobs_status(args: argparse.Namespace) -> int:
     client = _jobs_client(args)
     job = client.info(args.id)
+    if args.json:
+        print(json.dumps(_job_json(job), indent=2))
+        return 0
     print(f"{args.id}: {job.status}")
     if message := submit.short_message(job.message):
         print(f"  {message}")
@@ -127,6 +142,12 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
     """Exit 0 when every service is up (the exports go to stdout), 1 otherwise: `stack status || stack up` works."""
     stack = _stack(args)
     state = stack.state()
+    if args.json:
+        services = [{"name": s.name, "up": s.healthy(), "url": s.url, "pid": s.pid, "log": str(s.log)}
+                    for s in (state.services if state else [])]
+        up = bool(services) and all(s["up"] for s in services)
+        print(json.dumps({"dir": str(stack.root), "up": up, "services": services}, indent=2))
+        return 0 if up else 1
     if not state:
         print(f"ganforge: no stack in {stack.root}; start one with `ganforge stack up`", file=sys.stderr)
         return 1
@@ -145,6 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field (repeatable); passed on to `ganforge run` on the cluster")
     _add_address(p)
+    add_preflight_flag(p)
     p.add_argument("--no-wait", action="store_true", help="print the submission id and return without following")
     p.add_argument("--max-retries", type=int, default=0, metavar="N",
                    help="resubmit a FAILED job up to N times; each retry resumes from the job's storage")
@@ -154,8 +176,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = jobs.add_subparsers(dest="jobs_action", metavar="ACTION", required=True)
     p = actions.add_parser("list", help="jobs on the cluster, newest first")
     _add_address(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of jobs (see docs/cli.md)")
     p.set_defaults(handler=cmd_jobs_list)
-    _job_action(actions, "status", cmd_jobs_status, "a job's status and message")
+    p = _job_action(actions, "status", cmd_jobs_status, "a job's status and message")
+    p.add_argument("--json", action="store_true", help="print the job as JSON (see docs/cli.md)")
     p = _job_action(actions, "logs", cmd_jobs_logs, "a job's logs")
     p.add_argument("--follow", "-f", action="store_true", help="stream until the job ends; exit 1 unless it SUCCEEDED")
     p = _job_action(actions, "stop", cmd_jobs_stop, "stop a job and wait until it has stopped")
@@ -168,7 +192,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag in ("s3-port", "mlflow-port", "ray-port", "dashboard-port"):
         p.add_argument(f"--{flag}", type=int, default=0, metavar="PORT", help=f"{flag.replace('-', ' ')} (default: a free one)")
     _stack_action(actions, "down", cmd_stack_down, "stop the stack")
-    _stack_action(actions, "status", cmd_stack_status, "show the services; print the env when all are up (else exit 1)")
+    p = _stack_action(actions, "status", cmd_stack_status, "show the services; print the env when all are up (else exit 1)")
+    p.add_argument("--json", action="store_true", help="print the services as JSON instead of the env (same exit codes)")
 
 
 def _job_action(actions: argparse._SubParsersAction, name: str, handler, help_text: str) -> argparse.ArgumentParser:

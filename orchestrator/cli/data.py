@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import sys
 import time
@@ -37,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ins.add_argument("-n", "--samples", type=int, default=64, help="samples in the grid (default 64)")
     ins.add_argument("--seed", type=int, default=0, help="which samples go in the grid")
     ins.add_argument("--verify", action="store_true", help="re-hash every shard against the manifest")
+    ins.add_argument("--json", action="store_true", help='print {"uri", "decoded_bytes", "verified", "manifest"}')
     ins.set_defaults(handler=_inspect)
 
 
@@ -64,6 +67,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
     try:
         ds = open_dataset(args.uri)
+        if args.json:
+            if args.verify:
+                from trainers.data.verify import verify_shards
+
+                verify_shards(ds)
+            print(json.dumps({"uri": ds.uri, "decoded_bytes": ds.decoded_bytes, "verified": args.verify,
+                              "manifest": dataclasses.asdict(ds.manifest)}, indent=2, default=str))
+            return 0
         print(describe(ds))
         if args.verify:
             from trainers.data.verify import verify_shards

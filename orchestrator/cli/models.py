@@ -11,14 +11,20 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator.errors import RegistryUsageError
+from orchestrator.errors import ModelNotFoundError, RegistryUsageError
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
-    """--tracking-uri beats MLFLOW_TRACKING_URI, which beats ./mlflow.db."""
+    """--tracking-uri beats MLFLOW_TRACKING_URI, which beats ./mlflow.db. A SQLite store that does not exist is
+    an error naming where ganforge looked: opening it would silently create an empty database there."""
     from orchestrator.tracking import absolute_local_uri, resolve_tracking_uri
 
-    return absolute_local_uri(args.tracking_uri) if args.tracking_uri else resolve_tracking_uri(None)
+    uri = absolute_local_uri(args.tracking_uri) if args.tracking_uri else resolve_tracking_uri(None)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        looked = "--tracking-uri" if args.tracking_uri else "MLFLOW_TRACKING_URI, then ./mlflow.db"
+        raise ModelNotFoundError(f"no MLflow store at {uri[len('sqlite:///'):]} (looked at {looked}); "
+                                 "pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    return uri
 
 
 def _fmt(value: Any) -> str:
@@ -47,7 +53,13 @@ def _print_json(obj: Any) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from orchestrator.registry import list_models
 
-    models = list_models(_tracking_uri(args))
+    try:
+        uri = _tracking_uri(args)
+    except ModelNotFoundError as exc:  # nothing registered anywhere ganforge looked: say where, list nothing
+        print(f"ganforge: {exc}", file=sys.stderr)
+        print("[]" if args.json else "no registered models")
+        return 0
+    models = list_models(uri)
     if args.json:
         _print_json(models)
         return 0

@@ -203,7 +203,7 @@ def alias_problem(alias: str) -> Optional[str]:
     if len(alias) > MAX_ALIAS_LENGTH:
         return f"is longer than MLflow's {MAX_ALIAS_LENGTH} characters"
     if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
-        return f"{alias!r} is reserved by MLflow (latest, v1, v2 ... name versions)"
+        return "is reserved by MLflow (latest, v1, v2 ... name versions)"
     return None
 
 

@@ -1,0 +1,222 @@
+"""Preflight: before `run` or `submit` starts anything, check that what the job points at is there and answers.
+
+Each check belongs to one spec field: the data set exists and its manifest reads (and fits the family and metric),
+`storage.uri` is writable (a probe object is written and removed; a local folder is not created), the MLflow
+tracking server answers and the model name is usable there. Each remote call has a short timeout and a single
+attempt, and says on stderr what it waits for when it takes more than a second. Every failure is one line naming
+the field and the endpoint; nothing is left behind. `--no-preflight` skips it all.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, TextIO
+
+from orchestrator.errors import PreflightError
+from orchestrator.spec.checks import kind_issues
+from orchestrator.spec.load import LoadedJob
+from orchestrator.storage import storage_root
+from orchestrator.tracking import Redactor, resolve_tracking_uri, safe_uri
+from trainers.catalog import BUILTIN_KINDS
+
+HTTP_TIMEOUT_S = 3.0  # MLflow: connect and read, one attempt (MLflow's own client retries for minutes)
+S3_ATTEMPTS = "1"  # S3: one attempt, trainers.data.fs's 5 s connect timeout
+SLOW_AFTER_S = 1.0  # a check that takes longer says what it is waiting for
+
+
+class Failed(Exception):
+    """A check's one-line finding (without the field, which the check's entry supplies)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    field: str  # the spec field it is about
+    run: Callable[[LoadedJob, bool], Optional[str]]  # (job, on_cluster) -> endpoint it waited for; raises Failed
+    waiting_for: Callable[[LoadedJob], str]  # what the slow-call notice names
+
+
+CHECKS: list[Check] = []
+
+
+def check(field: str, waiting_for: Callable[[LoadedJob], str]) -> Callable:
+    def decorator(fn: Callable[[LoadedJob, bool], Optional[str]]) -> Callable:
+        CHECKS.append(Check(field, fn, waiting_for))
+        return fn
+
+    return decorator
+
+
+@contextlib.contextmanager
+def _say_if_slow(what: str, err: TextIO) -> Iterator[None]:
+    timer = threading.Timer(SLOW_AFTER_S, lambda: print(f"ganforge: preflight: waiting for {what} ...",
+                                                         file=err, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextlib.contextmanager
+def _one_s3_attempt() -> Iterator[None]:
+    """trainers.data.fs reads GANFORGE_S3_MAX_ATTEMPTS per filesystem it builds (and caches by it)."""
+    previous = os.environ.get("GANFORGE_S3_MAX_ATTEMPTS")
+    os.environ["GANFORGE_S3_MAX_ATTEMPTS"] = S3_ATTEMPTS
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GANFORGE_S3_MAX_ATTEMPTS", None)
+        else:
+            os.environ["GANFORGE_S3_MAX_ATTEMPTS"] = previous
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+# ------------------------------------------------------------------------------------------------ data.uri
+@check("data.uri", lambda job: f"the data set's manifest at {job.spec.data.uri}")
+def data_set(job: LoadedJob, on_cluster: bool) -> Optional[str]:
+    uri = job.spec.data.uri
+    if uri in BUILTIN_KINDS or (on_cluster and _is_local(uri)):
+        return None  # built-ins are made on first use; a local path is the cluster's to resolve
+    from trainers.data.errors import DataError
+    from trainers.data.fs import resolve
+    from trainers.data.manifest import read_manifest
+
+    try:
+        with _one_s3_attempt():
+            manifest = read_manifest(resolve(uri))
+    except DataError as exc:
+        raise Failed(str(exc)) from None
+    issues = list(kind_issues(job.spec, manifest.kind))
+    if issues:
+        raise Failed(issues[0].message)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ storage.uri
+@check("storage.uri", lambda job: f"a probe write to {storage_root(job.spec)}")
+def storage_writable(job: LoadedJob, on_cluster: bool) -> Optional[str]:
+    root = storage_root(job.spec)
+    if _is_local(root):
+        if not on_cluster:
+            _local_writable(Path(root.removeprefix("file://")))
+        return None
+    _probe_object(root)
+    return None
+
+
+def _local_writable(path: Path) -> None:
+    """The folder, or the nearest existing parent it would be created in, is writable; nothing is created."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise Failed(f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Failed(f"{existing} is not writable")
+
+
+def _probe_object(root: str) -> None:
+    import pyarrow.fs as pafs
+
+    from trainers.data.errors import DataError
+    from trainers.data.fs import resolve
+
+    try:
+        with _one_s3_attempt():
+            location = resolve(root) if root.startswith("s3://") else None
+            filesystem, base = (location.filesystem, location.root) if location else pafs.FileSystem.from_uri(root)
+            probe = f"{base.rstrip('/')}/.ganforge-preflight-{uuid.uuid4().hex}"
+            with filesystem.open_output_stream(probe) as f:
+                f.write(b"ganforge preflight probe; safe to delete\n")
+            filesystem.delete_file(probe)
+    except (DataError, OSError, ValueError) as exc:
+        raise Failed(f"{root} is not writable: {str(exc).splitlines()[0]}") from None
+
+
+# ------------------------------------------------------------------------------------------------ registry
+def _tracking(job: LoadedJob) -> str:
+    return resolve_tracking_uri(job.spec.registry.tracking_uri)
+
+
+@check("registry.tracking_uri", lambda job: f"MLflow at {safe_uri(_tracking(job))}")
+def tracking_server(job: LoadedJob, on_cluster: bool) -> Optional[str]:
+    uri = _tracking(job)
+    if uri.startswith(("http://", "https://")):
+        _http_get(uri, "/health")
+        if job.spec.registry.enabled:
+            _model_name_usable(uri, job.spec.model_name)
+    elif uri.startswith("sqlite:///") and not on_cluster:
+        _local_writable(Path(uri[len("sqlite:///"):]).parent)  # the database file is created on first use
+    return None
+
+
+def _auth_headers() -> dict[str, str]:
+    """MLflow's standard credentials, as its own client sends them."""
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {token}"}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        import base64
+
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {}
+
+
+def _http_get(base: str, path: str) -> tuple[int, bytes]:
+    """One GET with HTTP_TIMEOUT_S and no retries; HTTP error statuses are returned, not raised."""
+    url = base.rstrip("/") + path
+    request = urllib.request.Request(url, headers=_auth_headers())
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Failed(f"MLflow at {safe_uri(base)} does not answer ({reason}; waited at most {HTTP_TIMEOUT_S:g} s)") \
+            from None
+
+
+def _model_name_usable(base: str, name: str) -> None:
+    query = urllib.parse.urlencode({"name": name})
+    status, body = _http_get(base, f"/api/2.0/mlflow/registered-models/get?{query}")
+    if status == 200 or (status == 404 and b"RESOURCE_DOES_NOT_EXIST" in body):
+        return
+    if status in (401, 403):
+        raise Failed(f"MLflow at {safe_uri(base)} refused the credentials (HTTP {status}); "
+                     "set MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN")
+    try:
+        detail = json.loads(body).get("message", "")
+    except ValueError:
+        detail = body[:200].decode(errors="replace")
+    raise Failed(f"MLflow at {safe_uri(base)} cannot use model name {name!r} (HTTP {status}: {detail})")
+
+
+# ------------------------------------------------------------------------------------------------ run them
+def preflight(job: LoadedJob, *, on_cluster: bool = False, err: TextIO | None = None) -> None:
+    """Run every check; raise PreflightError listing each failure on its own line (`field: endpoint problem`).
+
+    `on_cluster`: the job will run on a Ray cluster (submit), so local paths are the cluster's, not checked here."""
+    err = err or sys.stderr
+    redact = Redactor.from_environment(job.text)
+    failures = []
+    for item in CHECKS:
+        try:
+            with _say_if_slow(redact.text(f"{item.waiting_for(job)} ({item.field})"), err):
+                item.run(job, on_cluster)
+        except Failed as exc:
+            failures.append(redact.text(f"{item.field}: {exc} (--no-preflight skips this check)"))
+    if failures:
+        raise PreflightError("\n".join(failures))

@@ -1,0 +1,158 @@
+"""The CLI as a user meets it: every bad file is exit 2 with one line per problem, start-up loads no heavy library,
+and the conventions (--version, --debug anywhere, --json, examples in --help, completion) hold."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from tests.test_spec import GOOD
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def errors_of(capsys, tmp_path, text, *args):
+    job = tmp_path / "job.yaml"
+    job.write_text(text)
+    code, out, err = run_cli(capsys, "validate", str(job), *args)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("ganforge: error: ") for line in lines), err
+    assert "Traceback" not in err
+    return lines
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "the job file is empty"),
+    ("# only a comment\n# and another\n", "the job file is empty"),
+    ("- name: a\n- name: b\n", "holds a list"),
+    ("just words\n", "holds a single value"),
+    (BILLION_LAUGHS, "more than 100,000 values after expanding YAML aliases"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("name: x\n" + "# padding\n" * 120_000, "over the 1,048,576 limit (1 MiB)"),
+])
+def test_hostile_files_are_one_line_and_exit_2(capsys, tmp_path, text, expected):
+    lines = errors_of(capsys, tmp_path, text)
+    assert len(lines) == 1 and expected in lines[0]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("search:\n  space:", "search:\n  algorithm: grid\n  space:"),
+     "job.yaml:11: search.space.train.lr_g: algorithm grid needs choice or grid values, not a loguniform range"),
+    (("builtin:ring8", "ftp://host/data"), "job.yaml:3: data.uri: scheme 'ftp://' is not supported here"),
+    (("builtin:ring8", "s3://"), "job.yaml:3: data.uri: s3:// needs a bucket"),
+    (("builtin:ring8", "builtin:rings"), "unknown built-in data set 'builtin:rings'"),
+    (("family: gan", "family: dcgan"), "job.yaml:5: model.family: 'dcgan' trains on image data, but builtin:ring8"),
+    (("steps: 100", "steps: 100\nregistry:\n  alias: my best/model v2"),
+     "job.yaml:9: registry.alias: 'my best/model v2' may only contain letters, digits"),
+    (("steps: 100", "steps: 100\nregistry:\n  alias: latest"), "registry.alias: 'latest' is reserved by MLflow"),
+    (("steps: 100", "steps: 100\nregistry:\n  model_name: team/gan"), "registry.model_name: 'team/gan' must not"),
+    (("steps: 100", "steps: 100\nstorage:\n  uri: ftp://x/y"), "storage.uri: scheme 'ftp://' is not supported"),
+    (("steps: 100", "steps: 100\nregistry:\n  tracking_uri: http://"), "registry.tracking_uri: http:// needs a host"),
+])
+def test_each_problem_names_its_line_and_field(capsys, tmp_path, change, expected):
+    lines = errors_of(capsys, tmp_path, GOOD.replace(*change))
+    assert any(expected in line for line in lines), lines
+
+
+def test_metric_must_fit_the_data_kind(capsys, tmp_path):
+    lines = errors_of(capsys, tmp_path, GOOD.replace("builtin:ring8", "builtin:digits").replace("family: gan", "family: dcgan")
+                      + "  metric: reverse_kl\n")
+    assert any("search.metric: 'reverse_kl' is not reported for image data" in line for line in lines), lines
+    lines = errors_of(capsys, tmp_path, GOOD + "  metric: fdi\n")
+    assert any("unknown metric 'fdi'; did you mean" in line for line in lines), lines
+
+
+def test_all_errors_reported_up_to_a_cap(capsys, tmp_path):
+    three = GOOD.replace("steps: 100", "steps: -1\n  lr_d: 0\n  stepz: 3")
+    lines = errors_of(capsys, tmp_path, three)
+    assert [line.split()[2].rsplit("/", 1)[-1] for line in lines] == ["job.yaml:7:", "job.yaml:8:", "job.yaml:9:"]
+    many = "train:\n" + "".join(f"  unknown_{i}: 1\n" for i in range(25))
+    lines = errors_of(capsys, tmp_path, many)
+    assert len(lines) == 21 and "... and 5 more (25 errors in" in lines[-1]
+
+
+def test_mlflow_rules_match_mlflow_itself():
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation as mv
+
+    from orchestrator.spec.checks import alias_problem, model_name_problem
+
+    def mlflow_refuses(fn, *args):
+        try:
+            for f in fn:
+                f(*args)
+        except MlflowException:
+            return True
+        return False
+
+    for alias in ("champion", "best_2", "a-b", "latest", "LATEST", "v3", "V12", "has space", "a/b", "x" * 256, "v3a"):
+        refused = mlflow_refuses((mv._validate_model_alias_name, mv._validate_model_alias_name_reserved), alias)
+        assert bool(alias_problem(alias)) == refused, alias
+    for name in ("digits-dcgan", "My Model", "a/b", "a:b", "./x", "x/..", "..", "."):
+        assert bool(model_name_problem(name)) == mlflow_refuses((mv._validate_model_name,), name), name
+
+
+def test_set_errors_name_the_argument_and_reach_search_space(capsys, tmp_path):
+    lines = errors_of(capsys, tmp_path, GOOD, "--set", "registry.alias=v2")
+    assert lines == ["ganforge: error: --set registry.alias=v2: registry.alias: 'v2' is reserved by MLflow "
+                     "(latest, v1, v2 ... name versions)"]
+    lines = errors_of(capsys, tmp_path, GOOD, "--set", "search.space.train.lr_d={uniform: [1, 0]}")
+    assert lines[0].startswith("ganforge: error: --set search.space.train.lr_d={uniform: [1, 0]}: ")
+    from orchestrator.spec import load_job_text
+
+    job = load_job_text(GOOD, overrides=["search.space.train.lr_g={loguniform: [1e-5, 1e-4]}",
+                                         "search.space.train.loss,train.n_critic=null", "search.space.model.pack={choice: [1, 2]}"])
+    space = job.spec.search.space
+    assert space["train.lr_g"].loguniform == (1e-5, 1e-4) and set(space) == {"train.lr_g", "model.pack"}
+
+
+def test_start_up_imports_no_heavy_library():
+    code = (
+        "import sys\nfrom orchestrator.cli import main\n"
+        "for args in (['--help'], ['validate', 'jobs/quickstart.yaml'], ['schema'], ['--version'],\n"
+        "             ['jobs', 'list', '--address', 'http://127.0.0.1:9']):\n"
+        "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('torch', 'ray.tune', 'mlflow') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr
+
+
+def test_conventions(capsys, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("ganforge 0.1.0")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("")
+    with pytest.raises(Exception):  # --debug after the command: the error is raised, not printed
+        main(["validate", str(bad), "--debug"])
+    code, out, _ = run_cli(capsys, "validate", "jobs/quickstart.yaml", "--json")
+    assert code == 0 and json.loads(out) == {"file": "jobs/quickstart.yaml", "ok": True, "job": "digits-dcgan", "errors": []}
+    code, out, _ = run_cli(capsys, "validate", str(bad), "--json")
+    assert code == 2 and json.loads(out)["errors"][0].endswith("(name, data, model, train, ...)")
+    for command in (["validate"], ["run"], ["submit"], ["jobs", "list"], ["models", "list"], ["data", "inspect"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        help_text = capsys.readouterr().out
+        assert "\nexamples:\n  ganforge " in help_text, command
+    for shell in ("bash", "zsh"):
+        code, out, _ = run_cli(capsys, "completion", shell)
+        assert code == 0 and "_python_argcomplete" in out and "ganforge" in out
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code, out, err = run_cli(capsys, "models", "list", "--json")
+    assert code == 0 and json.loads(out) == [] and f"no MLflow store at {tmp_path}/mlflow.db" in err
+    assert not (tmp_path / "mlflow.db").exists()

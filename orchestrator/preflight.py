@@ -137,10 +137,14 @@ def _probe_object(root: str) -> None:
         with _one_s3_attempt():
             location = resolve(root) if root.startswith("s3://") else None
             filesystem, base = (location.filesystem, location.root) if location else pafs.FileSystem.from_uri(root)
-            probe = f"{base.rstrip('/')}/.ganforge-preflight-{uuid.uuid4().hex}"
+            base = base.rstrip("/")
+            existed = filesystem.get_file_info(base).type != pafs.FileType.NotFound
+            probe = f"{base}/.ganforge-preflight-{uuid.uuid4().hex}"
             with filesystem.open_output_stream(probe) as f:
                 f.write(b"ganforge preflight probe; safe to delete\n")
             filesystem.delete_file(probe)
+            if not existed:  # pyarrow keeps an empty "folder" marker where the probe was: no folder is left behind
+                filesystem.delete_dir(base)
     except (DataError, OSError, ValueError) as exc:
         raise Failed(f"{root} is not writable: {str(exc).splitlines()[0]}") from None
 

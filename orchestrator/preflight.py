@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TextIO
+from typing import Callable, Iterator, TextIO
 
 from orchestrator.errors import PreflightError
 from orchestrator.spec.checks import kind_issues
@@ -37,34 +37,38 @@ class Failed(Exception):
     """A check's one-line finding (without the field, which the check's entry supplies)."""
 
 
-@dataclass(frozen=True)
-class Check:
-    field: str  # the spec field it is about
-    run: Callable[[LoadedJob, bool], Optional[str]]  # (job, on_cluster) -> endpoint it waited for; raises Failed
-    waiting_for: Callable[[LoadedJob], str]  # what the slow-call notice names
+@dataclass
+class Context:
+    """What a check is given besides the job: where it runs, and how to announce a slow remote call."""
+
+    field: str
+    on_cluster: bool  # submit: local paths are the cluster's, not checked here
+    err: TextIO
+    redact: Redactor
+
+    @contextlib.contextmanager
+    def waiting_for(self, what: str) -> Iterator[None]:
+        """Around one remote call: if it takes over SLOW_AFTER_S, say on stderr what it waits for (once)."""
+        line = self.redact.text(f"ganforge: preflight: waiting for {what} ({self.field}) ...")
+        timer = threading.Timer(SLOW_AFTER_S, lambda: print(line, file=self.err, flush=True))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
 
-CHECKS: list[Check] = []
+# Each check is about one spec field; it returns when all is well and raises Failed otherwise.
+CHECKS: dict[str, Callable[[LoadedJob, Context], None]] = {}
 
 
-def check(field: str, waiting_for: Callable[[LoadedJob], str]) -> Callable:
-    def decorator(fn: Callable[[LoadedJob, bool], Optional[str]]) -> Callable:
-        CHECKS.append(Check(field, fn, waiting_for))
+def check(field: str) -> Callable:
+    def decorator(fn: Callable[[LoadedJob, Context], None]) -> Callable:
+        CHECKS[field] = fn
         return fn
 
     return decorator
-
-
-@contextlib.contextmanager
-def _say_if_slow(what: str, err: TextIO) -> Iterator[None]:
-    timer = threading.Timer(SLOW_AFTER_S, lambda: print(f"ganforge: preflight: waiting for {what} ...",
-                                                         file=err, flush=True))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 @contextlib.contextmanager
@@ -86,36 +90,34 @@ def _is_local(uri: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ data.uri
-@check("data.uri", lambda job: f"the data set's manifest at {job.spec.data.uri}")
-def data_set(job: LoadedJob, on_cluster: bool) -> Optional[str]:
+@check("data.uri")
+def data_set(job: LoadedJob, ctx: Context) -> None:
     uri = job.spec.data.uri
-    if uri in BUILTIN_KINDS or (on_cluster and _is_local(uri)):
-        return None  # built-ins are made on first use; a local path is the cluster's to resolve
+    if uri in BUILTIN_KINDS or (ctx.on_cluster and _is_local(uri)):
+        return  # built-ins are made on first use; a local path is the cluster's to resolve
     from trainers.data.errors import DataError
     from trainers.data.fs import resolve
     from trainers.data.manifest import read_manifest
 
     try:
-        with _one_s3_attempt():
+        with _one_s3_attempt(), ctx.waiting_for(f"the data set's manifest at {uri}"):
             manifest = read_manifest(resolve(uri))
     except DataError as exc:
         raise Failed(str(exc)) from None
     issues = list(kind_issues(job.spec, manifest.kind))
     if issues:
         raise Failed(issues[0].message)
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ storage.uri
-@check("storage.uri", lambda job: f"a probe write to {storage_root(job.spec)}")
-def storage_writable(job: LoadedJob, on_cluster: bool) -> Optional[str]:
+@check("storage.uri")
+def storage_writable(job: LoadedJob, ctx: Context) -> None:
     root = storage_root(job.spec)
-    if _is_local(root):
-        if not on_cluster:
-            _local_writable(Path(root.removeprefix("file://")))
-        return None
-    _probe_object(root)
-    return None
+    if not _is_local(root):
+        with ctx.waiting_for(f"a probe write to {root}"):
+            _probe_object(root)
+    elif not ctx.on_cluster:
+        _local_writable(Path(root.removeprefix("file://")))
 
 
 def _local_writable(path: Path) -> None:
@@ -150,20 +152,16 @@ def _probe_object(root: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ registry
-def _tracking(job: LoadedJob) -> str:
-    return resolve_tracking_uri(job.spec.registry.tracking_uri)
-
-
-@check("registry.tracking_uri", lambda job: f"MLflow at {safe_uri(_tracking(job))}")
-def tracking_server(job: LoadedJob, on_cluster: bool) -> Optional[str]:
-    uri = _tracking(job)
+@check("registry.tracking_uri")
+def tracking_server(job: LoadedJob, ctx: Context) -> None:
+    uri = resolve_tracking_uri(job.spec.registry.tracking_uri)
     if uri.startswith(("http://", "https://")):
-        _http_get(uri, "/health")
-        if job.spec.registry.enabled:
-            _model_name_usable(uri, job.spec.model_name)
-    elif uri.startswith("sqlite:///") and not on_cluster:
+        with ctx.waiting_for(f"MLflow at {safe_uri(uri)}"):
+            _http_get(uri, "/health")
+            if job.spec.registry.enabled:
+                _model_name_usable(uri, job.spec.model_name)
+    elif uri.startswith("sqlite:///") and not ctx.on_cluster:
         _local_writable(Path(uri[len("sqlite:///"):]).parent)  # the database file is created on first use
-    return None
 
 
 def _auth_headers() -> dict[str, str]:
@@ -213,14 +211,12 @@ def preflight(job: LoadedJob, *, on_cluster: bool = False, err: TextIO | None = 
     """Run every check; raise PreflightError listing each failure on its own line (`field: endpoint problem`).
 
     `on_cluster`: the job will run on a Ray cluster (submit), so local paths are the cluster's, not checked here."""
-    err = err or sys.stderr
     redact = Redactor.from_environment(job.text)
     failures = []
-    for item in CHECKS:
+    for field, run in CHECKS.items():
         try:
-            with _say_if_slow(redact.text(f"{item.waiting_for(job)} ({item.field})"), err):
-                item.run(job, on_cluster)
+            run(job, Context(field, on_cluster, err or sys.stderr, redact))
         except Failed as exc:
-            failures.append(redact.text(f"{item.field}: {exc} (--no-preflight skips this check)"))
+            failures.append(redact.text(f"{field}: {exc} (--no-preflight skips this check)"))
     if failures:
         raise PreflightError("\n".join(failures))

@@ -81,3 +81,19 @@ def test_manifest_kind_is_checked_against_family_and_metric(tmp_path, monkeypatc
 
 def test_submit_leaves_local_paths_to_the_cluster(tmp_path):
     pf.preflight(job(data=str(tmp_path / "not-here"), storage="/nonexistent-root/x"), on_cluster=True)
+
+
+def test_a_silent_server_is_announced_then_times_out(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        err = io.StringIO()
+        lines = failures(job(mlflow=url), err=err)
+    assert err.getvalue().splitlines() == [f"ganforge: preflight: waiting for MLflow at {url} (registry.tracking_uri) ..."]
+    assert lines == [f"registry.tracking_uri: MLflow at {url} does not answer (timed out; waited at most 3 s) "
+                     "(--no-preflight skips this check)"]

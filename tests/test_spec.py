@@ -126,3 +126,23 @@ def test_cli_dry_run_prints_plan_without_ray():
     out = res.stdout
     for expected in ("trials", "8", "asha", "fid (min)", "train.lr_g", "digits-dcgan@champion", "ganforge-results"):
         assert expected in out
+
+
+def test_catalog_declares_exactly_the_implemented_components():
+    """The torch-free catalog that validation reads and the torch registries that training uses hold the same names."""
+    from trainers import catalog
+    from trainers.accel import PRECISIONS
+    from trainers.augment import AUGMENTATIONS
+    from trainers.families import FAMILIES
+    from trainers.losses import LOSSES
+    from trainers.metrics import METRIC_SUITES
+    from trainers.optim import OPTIMIZERS
+    from trainers.penalties import PENALTIES
+
+    for declared, implemented in ((catalog.FAMILY_INFO, FAMILIES), (catalog.LOSS_INFO, LOSSES),
+                                  (catalog.PENALTY_INFO, PENALTIES), (catalog.OPTIMIZER_NAMES, OPTIMIZERS),
+                                  (catalog.PRECISION_NAMES, PRECISIONS), (catalog.AUGMENT_NAMES, AUGMENTATIONS),
+                                  (catalog.METRIC_SUITE_INFO, METRIC_SUITES)):
+        assert declared.names() == implemented.names(), declared.kind
+    with pytest.raises(ValueError, match="not declared in trainers/catalog.py"):
+        FAMILIES.register("biggan")

@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     results = {key: median_seconds(cmd, args.repeat) for key, cmd in COMMANDS.items()}
     for key, cmd in COMMANDS.items():
-        print(f"{key:<11} {results[key]:6.3f} s   {' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}")
+        shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
+        print(f"{key:<11} {results[key]:6.3f} s   {shown}")
     print(" ".join(f"{key}={value:.3f}" for key, value in results.items()))
 
 

@@ -68,8 +68,8 @@ def test_each_problem_names_its_line_and_field(capsys, tmp_path, change, expecte
 
 
 def test_metric_must_fit_the_data_kind(capsys, tmp_path):
-    lines = errors_of(capsys, tmp_path, GOOD.replace("builtin:ring8", "builtin:digits").replace("family: gan", "family: dcgan")
-                      + "  metric: reverse_kl\n")
+    digits = GOOD.replace("builtin:ring8", "builtin:digits").replace("family: gan", "family: dcgan")
+    lines = errors_of(capsys, tmp_path, digits + "  metric: reverse_kl\n")
     assert any("search.metric: 'reverse_kl' is not reported for image data" in line for line in lines), lines
     lines = errors_of(capsys, tmp_path, GOOD + "  metric: fdi\n")
     assert any("unknown metric 'fdi'; did you mean" in line for line in lines), lines
@@ -114,7 +114,8 @@ def test_set_errors_name_the_argument_and_reach_search_space(capsys, tmp_path):
     from orchestrator.spec import load_job_text
 
     job = load_job_text(GOOD, overrides=["search.space.train.lr_g={loguniform: [1e-5, 1e-4]}",
-                                         "search.space.train.loss,train.n_critic=null", "search.space.model.pack={choice: [1, 2]}"])
+                                         "search.space.train.loss,train.n_critic=null",
+                                         "search.space.model.pack={choice: [1, 2]}"])
     space = job.spec.search.space
     assert space["train.lr_g"].loguniform == (1e-5, 1e-4) and set(space) == {"train.lr_g", "model.pack"}
 
@@ -140,7 +141,8 @@ def test_conventions(capsys, tmp_path, monkeypatch):
     with pytest.raises(Exception):  # --debug after the command: the error is raised, not printed
         main(["validate", str(bad), "--debug"])
     code, out, _ = run_cli(capsys, "validate", "jobs/quickstart.yaml", "--json")
-    assert code == 0 and json.loads(out) == {"file": "jobs/quickstart.yaml", "ok": True, "job": "digits-dcgan", "errors": []}
+    assert code == 0
+    assert json.loads(out) == {"file": "jobs/quickstart.yaml", "ok": True, "job": "digits-dcgan", "errors": []}
     code, out, _ = run_cli(capsys, "validate", str(bad), "--json")
     assert code == 2 and json.loads(out)["errors"][0].endswith("(name, data, model, train, ...)")
     for command in (["validate"], ["run"], ["submit"], ["jobs", "list"], ["models", "list"], ["data", "inspect"]):
@@ -156,3 +158,10 @@ def test_conventions(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, "models", "list", "--json")
     assert code == 0 and json.loads(out) == [] and f"no MLflow store at {tmp_path}/mlflow.db" in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_errors_never_show_a_value_that_came_from_an_environment_variable(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GF_SECRET_URI", "ftp://host/data?token=tok3n-s3cr3t")
+    lines = errors_of(capsys, tmp_path, GOOD + "registry:\n  tracking_uri: ${GF_SECRET_URI}\n")
+    assert len(lines) == 1 and "registry.tracking_uri: scheme 'ftp://'" in lines[0]
+    assert "${GF_SECRET_URI}" in lines[0] and "s3cr3t" not in lines[0]

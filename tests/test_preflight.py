@@ -8,7 +8,8 @@ from orchestrator.cli import main
 from orchestrator.errors import PreflightError
 from orchestrator.spec import load_job_text
 
-JOB = "name: pre\ndata:\n  uri: {data}\nmodel:\n  family: gan\nstorage:\n  uri: {storage}\nregistry:\n  tracking_uri: {mlflow}\n"
+JOB = ("name: pre\ndata:\n  uri: {data}\nmodel:\n  family: gan\nstorage:\n  uri: {storage}\n"
+       "registry:\n  tracking_uri: {mlflow}\n")
 
 
 def closed_port() -> int:
@@ -50,7 +51,8 @@ def test_closed_mlflow_port_is_one_line_naming_field_and_endpoint(tmp_path, monk
                                                   mlflow=f"http://127.0.0.1:{port}"))
     assert main(["run", "job.yaml"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"ganforge: error: registry.tracking_uri: MLflow at http://127.0.0.1:{port}")
+    assert len(err) == 1
+    assert err[0].startswith(f"ganforge: error: registry.tracking_uri: MLflow at http://127.0.0.1:{port}")
     assert "does not answer" in err[0] and "urllib3" not in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]  # no Ray, no results folder, no mlflow.db
     assert main(["validate", "job.yaml"]) == 0  # the static check alone does not call services
@@ -60,7 +62,7 @@ def test_closed_mlflow_port_is_one_line_naming_field_and_endpoint(tmp_path, monk
 def test_s3_problems_name_their_fields(s3_env, s3_bucket, s3_prefix, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lines = failures(job(data=f"{s3_prefix}/no-such-set", storage="s3://no-such-bucket-here/results"))
-    assert lines[0].startswith(f"data.uri: ") and "no-such-set" in lines[0]
+    assert lines[0].startswith("data.uri: ") and "no-such-set" in lines[0]
     assert lines[1].startswith("storage.uri: s3://no-such-bucket-here/results is not writable")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
     lines = failures(job(data=f"{s3_prefix}/x"))
@@ -94,6 +96,7 @@ def test_a_silent_server_is_announced_then_times_out(tmp_path, monkeypatch):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         err = io.StringIO()
         lines = failures(job(mlflow=url), err=err)
-    assert err.getvalue().splitlines() == [f"ganforge: preflight: waiting for MLflow at {url} (registry.tracking_uri) ..."]
+    waited = f"ganforge: preflight: waiting for MLflow at {url} (registry.tracking_uri) ..."
+    assert err.getvalue().splitlines() == [waited]
     assert lines == [f"registry.tracking_uri: MLflow at {url} does not answer (timed out; waited at most 3 s) "
                      "(--no-preflight skips this check)"]

@@ -49,8 +49,9 @@ def _duration(job) -> str:
 
 def _job_json(job) -> dict:
     """The stable shape of `jobs list --json` rows and `jobs status --json` (times in ms since the epoch)."""
-    return {"submission_id": job.submission_id, "status": str(job.status), "job": (job.metadata or {}).get("ganforge.job"),
-            "entrypoint": job.entrypoint, "message": job.message, "start_time": job.start_time, "end_time": job.end_time}
+    return {"submission_id": job.submission_id, "status": str(job.status),
+            "job": (job.metadata or {}).get("ganforge.job"), "entrypoint": job.entrypoint, "message": job.message,
+            "start_time": job.start_time, "end_time": job.end_time}
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -192,8 +193,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag in ("s3-port", "mlflow-port", "ray-port", "dashboard-port"):
         p.add_argument(f"--{flag}", type=int, default=0, metavar="PORT", help=f"{flag.replace('-', ' ')} (default: a free one)")
     _stack_action(actions, "down", cmd_stack_down, "stop the stack")
-    p = _stack_action(actions, "status", cmd_stack_status, "show the services; print the env when all are up (else exit 1)")
-    p.add_argument("--json", action="store_true", help="print the services as JSON instead of the env (same exit codes)")
+    p = _stack_action(actions, "status", cmd_stack_status,
+                      "show the services; print the env when all are up (else exit 1)")
+    p.add_argument("--json", action="store_true",
+                   help="print the services as JSON instead of the env (same exit codes)")
 
 
 def _job_action(actions: argparse._SubParsersAction, name: str, handler, help_text: str) -> argparse.ArgumentParser:

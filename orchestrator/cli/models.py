@@ -184,7 +184,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise RegistryUsageError(f"--out {out}: use a .png (grid) or .npy (raw samples) file")
     if args.n < 1:
         raise RegistryUsageError(f"-n must be at least 1, got {args.n}")
-    generator = load_generator(args.model, device=args.device, tracking_uri=_tracking_uri(args))
+    pulled = Path(args.model).is_dir()  # a folder from `models pull` needs no MLflow store
+    generator = load_generator(args.model, device=args.device, tracking_uri=None if pulled else _tracking_uri(args))
     try:
         samples = generate(generator, args.n, seed=args.seed, class_label=args.class_label, truncation=args.truncation)
     except ValueError as exc:

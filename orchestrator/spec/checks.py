@@ -103,8 +103,9 @@ def kind_issues(spec: JobSpec, kind: str) -> Iterator[Issue]:
     """The family and the metric must fit data of `kind` (also run by preflight once it has read the manifest)."""
     family = FAMILY_INFO.get(spec.model.family) if spec.model.family in FAMILY_INFO else None
     if family and kind not in family.data_kinds:
-        yield Issue(("model", "family"), f"model.family: {spec.model.family!r} trains on "
-                                         f"{'/'.join(sorted(family.data_kinds))} data, but {spec.data.uri} holds {kind} data")
+        kinds = "/".join(sorted(family.data_kinds))
+        yield Issue(("model", "family"), f"model.family: {spec.model.family!r} trains on {kinds} data, "
+                                         f"but {spec.data.uri} holds {kind} data")
     metric = spec.search.metric
     names = METRIC_SUITE_INFO.get(kind).modes
     if metric != "auto" and metric in METRIC_MODES and metric not in names:

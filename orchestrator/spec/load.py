@@ -156,8 +156,9 @@ def load_job_text(text: str, filename: str = "<job>", overrides: Iterable[str] =
 def load_job(path: str | FsPath, overrides: Iterable[str] = ()) -> LoadedJob:
     path = FsPath(path)
     try:
-        if path.stat().st_size > MAX_JOB_BYTES:  # refused before a byte is parsed
-            raise SpecError(f"{path}: job file is {path.stat().st_size:,} bytes, over the {MAX_JOB_BYTES:,} limit (1 MiB)")
+        size = path.stat().st_size
+        if size > MAX_JOB_BYTES:  # refused before a byte is read
+            raise SpecError(f"{path}: job file is {size:,} bytes, over the {MAX_JOB_BYTES:,} limit (1 MiB)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such job file") from None

@@ -88,7 +88,7 @@ def uri_problem(path: tuple[str, ...], uri: str) -> Optional[str]:
     scheme = scheme_of(uri).split("+")[0]  # postgresql+psycopg2:// names a driver
     rule = rules.get(scheme)
     if rule is None:
-        shown = [f"{s}://" if s not in ("", "builtin") else ("a local path" if not s else "builtin:NAME") for s in rules]
+        shown = [{"": "a local path", "builtin": "builtin:NAME"}.get(s, f"{s}://") for s in rules]
         what = f"scheme {scheme + '://'!r}" if scheme else "a plain path"
         return f"{what} is not supported here; use {', '.join(shown)}"
     return rule(uri)

@@ -165,3 +165,28 @@ def test_errors_never_show_a_value_that_came_from_an_environment_variable(capsys
     lines = errors_of(capsys, tmp_path, GOOD + "registry:\n  tracking_uri: ${GF_SECRET_URI}\n")
     assert len(lines) == 1 and "registry.tracking_uri: scheme 'ftp://'" in lines[0]
     assert "${GF_SECRET_URI}" in lines[0] and "s3cr3t" not in lines[0]
+
+
+@pytest.mark.parametrize("change", [
+    ("search:\n  space:", "search:\n  algorithm: grid\n  space:"),
+    ("family: gan", "family: dcgan"),
+    ("steps: 100", "steps: 0"),
+])
+def test_validate_is_never_weaker_than_a_dry_run(capsys, tmp_path, change):
+    job = tmp_path / "job.yaml"
+    job.write_text(GOOD.replace(*change))
+    validate = run_cli(capsys, "validate", str(job))
+    dry_run = run_cli(capsys, "run", str(job), "--dry-run", "--no-preflight")
+    assert validate[0] == dry_run[0] == 2 and validate[2] == dry_run[2]
+
+
+def test_json_shapes_of_plan_stack_and_data(capsys, tmp_path, monkeypatch, cache):
+    monkeypatch.setenv("GANFORGE_CACHE", str(cache))
+    code, out, _ = run_cli(capsys, "run", "jobs/quickstart.yaml", "--dry-run", "--json", "--no-preflight")
+    plan = json.loads(out)
+    assert code == 0 and plan["trials"] == 6 and plan["registered_model"] == "digits-dcgan@champion"
+    code, out, _ = run_cli(capsys, "stack", "status", "--json", "--dir", str(tmp_path / "no-stack"))
+    assert code == 1 and json.loads(out) == {"dir": str(tmp_path / "no-stack"), "up": False, "services": []}
+    code, out, _ = run_cli(capsys, "data", "inspect", "builtin:ring8", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["manifest"]["kind"] == "points" and shown["num_rows"] == 100_000

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ins.add_argument("-n", "--samples", type=int, default=64, help="samples in the grid (default 64)")
     ins.add_argument("--seed", type=int, default=0, help="which samples go in the grid")
     ins.add_argument("--verify", action="store_true", help="re-hash every shard against the manifest")
-    ins.add_argument("--json", action="store_true", help='print {"uri", "decoded_bytes", "verified", "manifest"}')
+    ins.add_argument("--json", action="store_true", help='print {"uri", "num_rows", "checksum", "decoded_bytes", "verified", "manifest"}')
     ins.set_defaults(handler=_inspect)
 
 
@@ -72,8 +72,10 @@ def _inspect(args: argparse.Namespace) -> int:
                 from trainers.data.verify import verify_shards
 
                 verify_shards(ds)
-            print(json.dumps({"uri": ds.uri, "decoded_bytes": ds.decoded_bytes, "verified": args.verify,
-                              "manifest": dataclasses.asdict(ds.manifest)}, indent=2, default=str))
+            m = ds.manifest
+            print(json.dumps({"uri": ds.uri, "num_rows": m.num_rows, "checksum": m.checksum,
+                              "decoded_bytes": ds.decoded_bytes, "verified": args.verify,
+                              "manifest": dataclasses.asdict(m)}, indent=2, default=str))
             return 0
         print(describe(ds))
         if args.verify:

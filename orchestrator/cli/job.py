@@ -67,11 +67,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_plan(job, out=sys.stdout, as_json: bool = False) -> None:
+def print_plan(job, out=None, as_json: bool = False) -> None:
     from orchestrator.storage import storage_root
     from orchestrator.search import SearchPlan
     from orchestrator.tracking import Redactor, resolve_tracking_uri
 
+    out = out or sys.stdout  # looked up per call: tests and callers may swap sys.stdout
     plan = SearchPlan.from_spec(job.spec)
     described = plan.describe()
     described.update({

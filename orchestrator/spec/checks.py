@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib.util
 import posixpath
 import re
 from dataclasses import dataclass
@@ -136,6 +137,14 @@ def algorithm_fits_space(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]
             yield Issue(("search", "space", key, dist.kind),
                         f"search.space.{key}: algorithm grid needs choice or grid values, not a {dist.kind} range; "
                         f"list the values, or use algorithm random or optuna")
+
+
+@check
+def algorithm_installed(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    """optuna is an extra; find_spec looks for it without importing it."""
+    if spec.search.algorithm == "optuna" and importlib.util.find_spec("optuna") is None:
+        yield Issue(("search", "algorithm"), "search.algorithm: optuna needs the optuna package; "
+                                             "pip install 'ganforge[search]'")
 
 
 @check

@@ -1,7 +1,7 @@
 """Preflight: before `run` or `submit` starts anything, check that what the job points at is there and answers.
 
 Each check belongs to one spec field: the data set exists and its manifest reads (and fits the family and metric),
-`storage.uri` is writable (a probe object is written and removed; a local folder is not created), the MLflow
+`storage.uri` is writable (on S3 a probe object is written and removed; a local folder is not created), the MLflow
 tracking server answers and the model name is usable there. Each remote call has a short timeout and a single
 attempt, and says on stderr what it waits for when it takes more than a second. Every failure is one line naming
 the field and the endpoint; nothing is left behind. `--no-preflight` skips it all.
@@ -29,7 +29,7 @@ from orchestrator.tracking import Redactor, resolve_tracking_uri, safe_uri
 from trainers.catalog import BUILTIN_KINDS
 
 HTTP_TIMEOUT_S = 3.0  # MLflow: connect and read, one attempt (MLflow's own client retries for minutes)
-S3_ATTEMPTS = "1"  # S3: one attempt, trainers.data.fs's 5 s connect timeout
+S3_ATTEMPTS = "1"  # S3 reads: one attempt, trainers.data.fs's 5 s connect timeout (probe writes: HTTP_TIMEOUT_S)
 SLOW_AFTER_S = 1.0  # a check that takes longer says what it is waiting for
 
 
@@ -130,24 +130,28 @@ def _local_writable(path: Path) -> None:
 
 
 def _probe_object(root: str) -> None:
-    import pyarrow.fs as pafs
+    """Write one small object under the S3 prefix and delete it (boto3: exactly that key, no folder markers).
+
+    Other object stores (gs://) are left to the run itself."""
+    if not root.startswith("s3://"):
+        return
+    import boto3
+    import botocore.config
+    import botocore.exceptions
 
     from trainers.data.errors import DataError
-    from trainers.data.fs import resolve
+    from trainers.data.fs import DEFAULT_REGION, s3_settings
 
+    bucket, _, prefix = root[len("s3://"):].partition("/")
+    key = f"{prefix.strip('/')}/.ganforge-preflight-{uuid.uuid4().hex}".lstrip("/")
     try:
-        with _one_s3_attempt():
-            location = resolve(root) if root.startswith("s3://") else None
-            filesystem, base = (location.filesystem, location.root) if location else pafs.FileSystem.from_uri(root)
-            base = base.rstrip("/")
-            existed = filesystem.get_file_info(base).type != pafs.FileType.NotFound
-            probe = f"{base}/.ganforge-preflight-{uuid.uuid4().hex}"
-            with filesystem.open_output_stream(probe) as f:
-                f.write(b"ganforge preflight probe; safe to delete\n")
-            filesystem.delete_file(probe)
-            if not existed:  # pyarrow keeps an empty "folder" marker where the probe was: no folder is left behind
-                filesystem.delete_dir(base)
-    except (DataError, OSError, ValueError) as exc:
+        endpoint, region = s3_settings()
+        config = botocore.config.Config(connect_timeout=HTTP_TIMEOUT_S, read_timeout=HTTP_TIMEOUT_S,
+                                        retries={"total_max_attempts": 1})
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region or DEFAULT_REGION, config=config)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"ganforge preflight probe; safe to delete\n")
+        s3.delete_object(Bucket=bucket, Key=key)
+    except (DataError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise Failed(f"{root} is not writable: {str(exc).splitlines()[0]}") from None
 
 

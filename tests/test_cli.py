@@ -190,3 +190,9 @@ def test_json_shapes_of_plan_stack_and_data(capsys, tmp_path, monkeypatch, cache
     code, out, _ = run_cli(capsys, "data", "inspect", "builtin:ring8", "--json")
     shown = json.loads(out)
     assert code == 0 and shown["manifest"]["kind"] == "points" and shown["num_rows"] == 100_000
+
+
+def test_type_errors_do_not_hide_name_and_uri_errors(capsys, tmp_path):
+    text = GOOD.replace("steps: 100", "steps: many") + "registry:\n  alias: best model\nstorage:\n  uri: ftp://x/y\n"
+    lines = errors_of(capsys, tmp_path, text)
+    assert [line.split(": ")[3] for line in lines] == ["train.steps", "registry.alias", "storage.uri"], lines

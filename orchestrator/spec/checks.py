@@ -69,6 +69,8 @@ def describe_pydantic(error: dict[str, Any]) -> tuple[Path, str]:
 
 
 CHECKS: list[Callable[[JobSpec, dict[str, Any]], Iterator[Issue]]] = []
+# Checks of single values that read the raw mapping, so they report even when other fields have the wrong type.
+RAW_CHECKS: list[Callable[[dict[str, Any]], Iterator[Issue]]] = []
 
 
 def check(fn: Callable[[JobSpec, dict[str, Any]], Iterator[Issue]]) -> Callable:
@@ -76,8 +78,21 @@ def check(fn: Callable[[JobSpec, dict[str, Any]], Iterator[Issue]]) -> Callable:
     return fn
 
 
-def run_checks(spec: JobSpec, data: dict[str, Any]) -> list[Issue]:
-    return [issue for fn in CHECKS for issue in fn(spec, data)]
+def raw_check(fn: Callable[[dict[str, Any]], Iterator[Issue]]) -> Callable:
+    RAW_CHECKS.append(fn)
+    return fn
+
+
+def run_checks(spec: Optional[JobSpec], data: dict[str, Any]) -> list[Issue]:
+    """Every issue of the job; `spec` is None when the types are wrong, and then only the raw checks run."""
+    issues = [issue for fn in RAW_CHECKS for issue in fn(data)]
+    return issues + ([issue for fn in CHECKS for issue in fn(spec, data)] if spec is not None else [])
+
+
+def raw_value(data: dict[str, Any], path: Path) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def _component_error(cfg: GANConfig) -> Optional[UnknownComponentError]:
@@ -217,22 +232,22 @@ def alias_problem(alias: str) -> Optional[str]:
     return None
 
 
-@check
-def registry_names(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
-    if not spec.registry.enabled:
+@raw_check
+def registry_names(data: dict[str, Any]) -> Iterator[Issue]:
+    if raw_value(data, ("registry", "enabled")) is False:
         return
-    for path, value, rule in ((("registry", "model_name"), spec.registry.model_name, model_name_problem),
-                              (("registry", "alias"), spec.registry.alias, alias_problem)):
-        problem = value is not None and rule(value)
+    for path, rule in ((("registry", "model_name"), model_name_problem), (("registry", "alias"), alias_problem)):
+        value = raw_value(data, path)
+        problem = isinstance(value, str) and rule(value)  # absent: the default; not a string: a type error
         if problem:
             yield Issue(path, f"{dotted(path)}: {value!r} {problem}")
 
 
-@check
-def uri_shapes(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+@raw_check
+def uri_shapes(data: dict[str, Any]) -> Iterator[Issue]:
     for path in URI_RULES:
-        value = getattr(getattr(spec, path[0]), path[1])
-        problem = value is not None and uri_problem(path, value)
+        value = raw_value(data, path)
+        problem = isinstance(value, str) and uri_problem(path, value)
         if problem:
             shown = re.sub(r"//[^/@\s]*@", "//***@", value)  # never echo user:password@
             yield Issue(path, f"{dotted(path)}: {problem} (got {shown!r})")

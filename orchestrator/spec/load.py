@@ -146,7 +146,7 @@ def load_job_text(text: str, filename: str = "<job>", overrides: Iterable[str] =
     try:
         spec = JobSpec.model_validate(src.data)
     except ValidationError as exc:
-        issues = [Issue(*describe_pydantic(e)) for e in exc.errors()]
+        issues = [Issue(*describe_pydantic(e)) for e in exc.errors()] + run_checks(None, src.data)
     else:
         issues = _credential_issues(spec, src) + run_checks(spec, src.data)
     _Report(src, applied).raise_if_any(issues)

@@ -177,7 +177,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
 
     champion = pick_champion(ranking, plan.mode)
     if champion is None:
-        _publish_report(job, run_path, tracker, None, stream)
+        _publish_report(job, run_path, tracker, None, None, stream)
         tracker.end("FAILED")
         raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
     if spec.registry.enabled:
@@ -192,7 +192,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
         verdict = f"alias @{r.alias} moved to it" if r.promoted else f"kept as challenger; @{r.alias} stays"
         print(f"ganforge: registered {r.name} version {r.version} ({plan.metric}={champion.value:.4g}); {verdict}",
               file=stream, flush=True)
-    _publish_report(job, run_path, tracker, outcome.registered, stream)
+    _publish_report(job, run_path, tracker, champion, outcome.registered, stream)
     tracker.end("FINISHED")
     return outcome
 
@@ -204,14 +204,14 @@ def _report_refresh(job: LoadedJob, run_path: str) -> list:
     return [RefreshReport(run_path, job, every)] if job.spec.report.enabled and every > 0 else []
 
 
-def _publish_report(job: LoadedJob, run_path: str, tracker, registered, stream: TextIO) -> None:
+def _publish_report(job: LoadedJob, run_path: str, tracker, champion, registered, stream: TextIO) -> None:
     """The search report beside the run and in MLflow; a failure to write it costs the page, not the run."""
     if not job.spec.report.enabled:
         return
     from orchestrator.report.publish import publish
 
     try:
-        print(f"ganforge: report {publish(run_path, job, tracker, registered)}", file=stream, flush=True)
+        print(f"ganforge: report {publish(run_path, job, tracker, champion, registered)}", file=stream, flush=True)
     except Exception as exc:  # noqa: BLE001
         print(f"ganforge: warning: the search report was not written: {str(exc).splitlines()[0]}", file=sys.stderr)
 

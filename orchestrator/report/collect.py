@@ -15,9 +15,9 @@ from orchestrator.storage import RUN_RECORD, read_text
 
 REPORT_FOLDER = "report"  # under the run folder: the page and the grids it shows
 # Tune's bookkeeping columns: not training metrics.
-_BOOKKEEPING = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "done", "training_iteration", "time_since_restore",
-                "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint", "fingerprint",
-                "restored_fingerprint", "restored_step"}
+_BOOKKEEPING = {"timestamp", "time_this_iter_s", "time_total_s", "pid", "done", "training_iteration",
+                "time_since_restore", "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint",
+                "fingerprint", "restored_fingerprint", "restored_step"}
 _RUNNING = {"RUNNING", "PENDING", "PAUSED"}
 
 
@@ -57,9 +57,11 @@ def collect(run_path: str, job=None, live: Optional[dict[str, list[dict[str, Any
         if tune_status.get(t.trial_id) in _RUNNING:
             t.status, t.reason = "running", f"running: {t.iterations} evaluations so far (step {t.step})"
     outcome = record.get("outcome") or {}
+    recorded = outcome.get("champion") or {}  # the run's own pick wins over a re-ranking of what storage holds
     started, ended = _span(trials)
     return ReportData(
-        name=spec.name, metric=metric, mode=mode, trials=trials, champion=champion_id,
+        name=spec.name, metric=metric, mode=mode, trials=trials, champion=recorded.get("trial_id", champion_id),
+        champion_value=recorded.get("value"),
         search=spec.search.model_dump(mode="json", exclude={"space"}),
         space={k: d.kind for k, d in spec.search.space.items()},
         floors=_floors(trials), dataset=record.get("data") or {"uri": spec.data.uri},
@@ -73,7 +75,8 @@ def collect(run_path: str, job=None, live: Optional[dict[str, list[dict[str, Any
     )
 
 
-def _ranked_trials(run_path: str, plan, metric: str, mode: str) -> tuple[list[TrialRecord], dict[str, str], Optional[str]]:
+def _ranked_trials(run_path: str, plan, metric: str,
+                   mode: str) -> tuple[list[TrialRecord], dict[str, str], Optional[str]]:
     """The trials ranked by orchestrator.results, their Tune statuses, and the champion's id."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 

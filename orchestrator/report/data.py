@@ -39,6 +39,7 @@ class ReportData:
     mode: str  # min | max
     trials: list[TrialRecord]  # ranked: best first, unscored last
     champion: Optional[str] = None  # trial id
+    champion_value: Optional[float] = None  # its score as the run recorded it (None: the trial's value here)
     search: dict[str, Any] = field(default_factory=dict)  # the spec's search section (algorithm, scheduler, ...)
     space: dict[str, str] = field(default_factory=dict)  # searched key -> distribution kind (choice, loguniform...)
     floors: dict[str, float] = field(default_factory=dict)  # "<metric>_floor" -> real-vs-real value

@@ -96,8 +96,12 @@ td.why { max-width: 520px; font-size: 13px; }
 details summary { cursor: pointer; color: var(--accent); margin: 8px 0; }
 """
 
-# Sort a table by the clicked column: numbers numerically (data-v), everything else as text.
+# Sort a table by the clicked column: numbers numerically (data-v), everything else as text. The load time goes on
+# <html data-loaded-ms>, where bench/report_open.py reads it.
 JS = """
+window.addEventListener('load', function () {
+  document.documentElement.setAttribute('data-loaded-ms', Math.round(performance.now()));
+});
 document.querySelectorAll('table.sortable').forEach(function (table) {
   table.querySelectorAll('thead th').forEach(function (th, col) {
     th.addEventListener('click', function () {
@@ -136,11 +140,13 @@ def _page(data: ReportData, parts: list[tuple[Section, str]]) -> str:
 
 
 def render_page(data: ReportData, max_bytes: int = MAX_BYTES) -> str:
-    """The report as one HTML string under `max_bytes`: sample grids are thinned first (fewer steps, then fewer
-    trials); curves are already capped per trial (curves.MAX_POINTS)."""
+    """The report as one HTML string under `max_bytes`: sample grids are thinned until it fits (fewer steps, then
+    fewer trials); curves are already capped per trial (curves.MAX_POINTS). Other sections render once."""
+    rendered = {s.anchor: s.render(data) for s in sections(0, 0) if s.anchor != "samples"}
     page = ""
     for top_trials, steps_per_trial in GRID_BUDGETS:
-        parts = [(s, html) for s in sections(top_trials, steps_per_trial) if (html := s.render(data)) is not None]
+        parts = [(s, html) for s in sections(top_trials, steps_per_trial)
+                 if (html := rendered[s.anchor] if s.anchor in rendered else s.render(data)) is not None]
         page = _page(data, parts)
         if len(page.encode()) <= max_bytes:
             return page

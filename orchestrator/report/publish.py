@@ -29,25 +29,28 @@ def build_report(run_path: str, job=None, live: Optional[dict[str, list[dict]]] 
     return render_page(collect(run_path, job, live))
 
 
-def write_report(run_path: str, out: Optional[str] = None, job=None, live: Optional[dict[str, list[dict]]] = None) -> str:
+def write_report(run_path: str, out: Optional[str] = None, job=None,
+                 live: Optional[dict[str, list[dict]]] = None) -> str:
     """Build the report and write it to `out` (a local path or storage URI; default: beside the run). Returns where."""
     target = out or report_uri(run_path)
     write_text(target, build_report(run_path, job, live))
     return target
 
 
-def record_outcome(run_path: str, registered: Any = None) -> None:
-    """Add how the search ended to the run record, so a report built later shows the registered version."""
+def record_outcome(run_path: str, champion: Any = None, registered: Any = None) -> None:
+    """Add how the search ended to the run record: the champion as the run picked it (a report rebuilt later from
+    storage shows the same one and its score) and the registered version."""
     record = load_record(run_path)
-    record["outcome"] = {"finished_at": time.time(), "registered": None if registered is None else {
+    record["outcome"] = {"finished_at": time.time(), "champion": None if champion is None else {
+        "trial_id": champion.trial_id, "value": champion.value}, "registered": None if registered is None else {
         "name": registered.name, "version": str(registered.version), "alias": registered.alias,
         "promoted": bool(registered.promoted)}}
     write_text(f"{run_path}/{RUN_RECORD}", json.dumps(record, indent=2))
 
 
-def publish(run_path: str, job, tracker=None, registered: Any = None) -> str:
+def publish(run_path: str, job, tracker=None, champion: Any = None, registered: Any = None) -> str:
     """At the end of `ganforge run`: record the outcome, write the report beside the run and log it to MLflow."""
-    record_outcome(run_path, registered)
+    record_outcome(run_path, champion, registered)
     html = build_report(run_path, job)
     target = report_uri(run_path)
     write_text(target, html)

@@ -104,13 +104,15 @@ class Chart:
         pts = " ".join(f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in points)
         extra = (f' stroke-dasharray="{dash}"' if dash else "") + (f' class="{cls}"' if cls else "")
         tip = f"<title>{esc(title)}</title>" if title else ""
-        if len(points) == 1:
-            self.marker(points[0], color, "dot", title)
+        if len(points) == 1:  # a trial stopped after its first evaluation: a dot where a line would start
+            self.marker(points[0], color, "dot", title, 3, cls)
             return
         self.add(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}" '
                  f'stroke-opacity="{opacity}" stroke-linejoin="round"{extra}>{tip}</polyline>')
 
-    def marker(self, point: tuple[float, float], color: str, shape: str = "dot", title: str = "", size: float = 4) -> None:
+    def marker(self, point: tuple[float, float], color: str, shape: str = "dot", title: str = "", size: float = 4,
+               cls: str = "") -> None:
+        """A dot, cross or triangle at `point`; `cls` tags a dot with its trial (dots stand for one-point lines)."""
         cx, cy = self.x(point[0]), self.y(point[1])
         tip = f"<title>{esc(title)}</title>" if title else ""
         if shape == "cross":
@@ -120,7 +122,8 @@ class Chart:
             d = f"M{cx},{cy - size - 1}L{cx + size + 1},{cy + size}L{cx - size - 1},{cy + size}Z"
             self.add(f'<path d="{d}" fill="{color}">{tip}</path>')
         else:
-            self.add(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{size}" fill="{color}">{tip}</circle>')
+            extra = f' class="{cls}"' if cls else ""
+            self.add(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{size}" fill="{color}"{extra}>{tip}</circle>')
 
     def hline(self, y: float, color: str, label: str = "") -> None:
         left, right, _, _ = self.frame(self.width, self.height, self.margin)
@@ -178,7 +181,8 @@ def legend(items: Sequence[tuple[str, str, str]]) -> str:
     """A legend under a chart: (swatch shape: line|cross|triangle|dot|band, colour, label)."""
     swatches = {
         "line": '<svg width="22" height="10"><line x1="0" x2="22" y1="5" y2="5" stroke="{c}" stroke-width="3"/></svg>',
-        "thin": '<svg width="22" height="10"><line x1="0" x2="22" y1="5" y2="5" stroke="{c}" stroke-width="1.5"/></svg>',
+        "thin": '<svg width="22" height="10"><line x1="0" x2="22" y1="5" y2="5" stroke="{c}" '
+                'stroke-width="1.5"/></svg>',
         "dash": '<svg width="22" height="10"><line x1="0" x2="22" y1="5" y2="5" stroke="{c}" stroke-width="1.5" '
                 'stroke-dasharray="5 3"/></svg>',
         "cross": '<svg width="12" height="12"><path d="M2,2L10,10M2,10L10,2" stroke="{c}" stroke-width="2.2"/></svg>',

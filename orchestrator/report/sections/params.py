@@ -12,7 +12,8 @@ from orchestrator.report.svg import BLUE, ORANGE, SKY, esc, fmt
 
 TITLE = "Hyperparameters"
 MIN_TRIALS_FOR_IMPORTANCE = 5
-FOREST_TREES = 200
+FOREST_TREES = 100
+PERMUTATION_REPEATS = 5
 
 
 def _key(v: Any) -> str:
@@ -106,7 +107,8 @@ def _encode(trials: list[TrialRecord], keys: list[str], space: dict[str, str]):
     return [list(row) for row in zip(*columns)]
 
 
-def importance(trials: list[TrialRecord], keys: list[str], space: dict[str, str]) -> Optional[list[tuple[str, float, float]]]:
+def importance(trials: list[TrialRecord], keys: list[str],
+               space: dict[str, str]) -> Optional[list[tuple[str, float, float]]]:
     """(key, permutation importance share, Spearman rho) per hyperparameter, most important first."""
     if len(trials) < MIN_TRIALS_FOR_IMPORTANCE or not keys:
         return None
@@ -117,11 +119,13 @@ def importance(trials: list[TrialRecord], keys: list[str], space: dict[str, str]
 
     x, y = np.array(_encode(trials, keys, space)), np.array([t.value for t in trials])
     forest = RandomForestRegressor(n_estimators=FOREST_TREES, min_samples_leaf=2, random_state=0).fit(x, y)
-    perm = permutation_importance(forest, x, y, n_repeats=10, random_state=0).importances_mean.clip(min=0)
+    perm = permutation_importance(forest, x, y, n_repeats=PERMUTATION_REPEATS, random_state=0).importances_mean
+    perm = perm.clip(min=0)
     shares = perm / perm.sum() if perm.sum() > 0 else perm
     out = []
     for i, k in enumerate(keys):
-        rho = spearmanr(x[:, i], y).statistic if len(set(x[:, i])) > 1 else float("nan")
+        varies = len(set(x[:, i])) > 1 and len(set(y)) > 1  # Spearman is undefined for a constant column
+        rho = spearmanr(x[:, i], y).statistic if varies else float("nan")
         out.append((k, float(shares[i]), float(rho)))
     return sorted(out, key=lambda r: -r[1])
 
@@ -151,6 +155,6 @@ def render(data: ReportData) -> Optional[str]:
     method = (f"Method: permutation importance of a random forest ({FOREST_TREES} trees, scikit-learn) fitted to the "
               f"{len(trials)} scored trials, hyperparameters → {esc(data.metric)} (log10 of log-uniform values, "
               "choices as categories); shares of the total loss in fit when one hyperparameter is shuffled "
-              "(10 repeats). Spearman's ρ beside it gives the direction of a monotone trend "
+              f"({PERMUTATION_REPEATS} repeats). Spearman's ρ beside it gives the direction of a monotone trend "
               "(for choices, in the order of the axis above). With few trials, read both as hints.")
     return out + caption(method) + _importance_table(rows, data.metric)

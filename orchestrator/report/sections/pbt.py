@@ -11,10 +11,15 @@ from orchestrator.report.sections.common import caption, param_label, value
 from orchestrator.report.svg import BLUE, GRID_GREY, VERMILION, esc, fmt, legend
 
 TITLE = "PBT lineage"
+MAX_INLINE_LABELS = 12  # beyond this many exploits the labels would overlap: the table below lists them all
+
+
+def _rounded(v: Any) -> Any:
+    return float(f"{v:.4g}") if isinstance(v, float) else v
 
 
 def _mutated(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    return {k: record["new_config"].get(k) for k in keys if k in record["new_config"]}
+    return {k: _rounded(record["new_config"].get(k)) for k in keys if k in record["new_config"]}
 
 
 def champion_schedule(data: ReportData) -> list[dict[str, Any]]:
@@ -24,10 +29,12 @@ def champion_schedule(data: ReportData) -> list[dict[str, Any]]:
     trial, until = data.champion, None
     segments = []
     while trial is not None:
-        exploits = [r for r in data.pbt_records if r["recipient"] == trial and (until is None or r["iteration"] <= until)]
+        exploits = [r for r in data.pbt_records
+                    if r["recipient"] == trial and (until is None or r["iteration"] <= until)]
         if not exploits:
             root = data.trial(trial)
-            segments.append({"from_step": 0, "trial": trial, **{k: (root.params.get(k) if root else None) for k in keys}})
+            segments.append({"from_step": 0, "trial": trial,
+                             **{k: _rounded(root.params.get(k)) if root else None for k in keys}})
             break
         last = max(exploits, key=lambda r: r["iteration"])
         segments.append({"from_step": int(last["donor_iteration"]) * data.eval_every, "trial": trial,
@@ -42,7 +49,7 @@ def lineage_svg(data: ReportData) -> str:
     ids = sorted({t.trial_id for t in data.trials} | {r["recipient"] for r in data.pbt_records}
                  | {r["donor"] for r in data.pbt_records})
     last = max([t.iterations for t in data.trials] + [r["iteration"] for r in data.pbt_records] + [1])
-    left, right, top, row = 140, 920, 30, 46
+    left, right, top, row = 140, 920, 30, 56
     height = top + row * len(ids) + 50
     x = lambda it: left + (right - left) * it / last  # noqa: E731
     y = {t: top + row * (i + 0.5) for i, t in enumerate(ids)}
@@ -58,7 +65,8 @@ def lineage_svg(data: ReportData) -> str:
     for it in range(0, last + 1, max(1, last // 10)):
         parts.append(f'<line x1="{x(it):.1f}" x2="{x(it):.1f}" y1="{top - 6}" y2="{height - 44}" stroke="{GRID_GREY}"/>'
                      f'<text x="{x(it):.1f}" y="{height - 28}" text-anchor="middle" class="tick">{it}</text>')
-    for r in data.pbt_records:
+    labelled = len(data.pbt_records) <= MAX_INLINE_LABELS
+    for n, r in enumerate(sorted(data.pbt_records, key=lambda r: r["iteration"])):
         x0, y0, x1, y1 = x(r["donor_iteration"]), y[r["donor"]], x(r["iteration"]), y[r["recipient"]]
         mid = (x0 + x1) / 2 + 12
         changes = ", ".join(f"{param_label(k)} {value(v)}" for k, v in _mutated(r, keys).items())
@@ -68,7 +76,9 @@ def lineage_svg(data: ReportData) -> str:
                      f'fill="none" stroke="#333" stroke-width="1.4" marker-end="url(#arrow)"><title>{esc(tip)}</title>'
                      "</path>")
         parts.append(f'<circle cx="{x1:.1f}" cy="{y1:.1f}" r="4" fill="{VERMILION}"><title>{esc(tip)}</title></circle>')
-        parts.append(f'<text x="{x1 + 6:.1f}" y="{y1 - 7:.1f}" class="note">{esc(changes[:48])}</text>')
+        if labelled:  # alternate above and below the member's line, so neighbouring exploits do not collide
+            parts.append(f'<text x="{x1 + 6:.1f}" y="{y1 + (-8 if n % 2 == 0 else 15):.1f}" class="note">'
+                         f"{esc(changes[:48])}</text>")
     parts.append(f'<text x="{(left + right) / 2:.0f}" y="{height - 8}" text-anchor="middle" class="axis">'
                  "training iteration (evaluations)</text>")
     arrow = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '

@@ -35,7 +35,8 @@ def _collapse(t: TrialRecord) -> str:
     collapsed = [s for s, f in flags if f >= 1]
     if not collapsed:
         return "no"
-    return f'<span class="flag">yes</span> at {len(collapsed)} of {len(flags)} evaluations (first step {int(collapsed[0]):,})'
+    return (f'<span class="flag">yes</span> at {len(collapsed)} of {len(flags)} evaluations '
+            f"(first step {int(collapsed[0]):,})")
 
 
 def render(data: ReportData) -> Optional[str]:
@@ -44,8 +45,9 @@ def render(data: ReportData) -> Optional[str]:
     header = "".join(f'<th title="{esc(tip)}">{esc(name)}</th>' for name, _, _, tip in COLUMNS)
     rows = []
     for t in data.trials:
-        cells = "".join(f'<td class="num" data-v="{v if v is not None else ""}">{fmt(v) if v is not None else "–"}</td>'
-                        for v in (_summary(t, m, how) for _, m, how, _ in COLUMNS))
+        values = [_summary(t, m, how) for _, m, how, _ in COLUMNS]
+        cells = "".join(f'<td class="num" data-v="{"" if v is None else v}">{"–" if v is None else fmt(v)}</td>'
+                        for v in values)
         why = "" if t.status == "done" else esc(t.reason)
         rows.append(f'<tr><td data-v="{esc(t.trial_id)}"><code>{esc(t.trial_id)}</code></td>'
                     f'<td data-v="{t.status}"><span class="status {t.status}">{STATUS_WORDS[t.status]}</span></td>'

@@ -1,6 +1,7 @@
 """Summary: the job, its data, how it searched, what happened to each trial, and the champion."""
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 
@@ -29,7 +30,12 @@ def _statuses(data: ReportData) -> str:
         detail = ""
         if status == "stopped":
             at = Counter(t.iterations for t in data.trials if t.status == "stopped")
-            detail = " (" + ", ".join(f"{n} after {it} evaluation{'s' * (it != 1)}" for it, n in sorted(at.items())) + ")"
+            if len(at) <= 4:  # few rungs (ASHA): say how many stopped at each
+                detail = " (" + ", ".join(f"{n} after {it} evaluation{'s' * (it != 1)}"
+                                          for it, n in sorted(at.items())) + ")"
+            else:
+                stops = sorted(at.elements())
+                detail = f" (after {stops[0]}–{stops[-1]} evaluations, median {statistics.median(stops):g})"
         parts.append(f'<span class="status {status}">{counts[status]} {word}</span>{detail}')
     return "; ".join(parts) or "no trials yet"
 
@@ -45,8 +51,9 @@ def render(data: ReportData) -> str:
     champion = data.trial(data.champion)
     if champion is not None:
         floor = data.floors.get(f"{data.metric}_floor")
+        score = data.champion_value if data.champion_value is not None else champion.value
         best = (f'trial <code>{esc(champion.trial_id)}</code>: {esc(data.metric)} = '
-                f'<b class="champion-score">{fmt(champion.value)}</b>'
+                f'<b class="champion-score">{fmt(score) if score is not None else "–"}</b>'
                 + (f" (real-vs-real floor {fmt(floor)})" if floor is not None else ""))
     else:
         best = "none yet"

@@ -3,7 +3,6 @@ module, tiny ring-8 MLP GANs), then their reports are rendered by headless Chrom
 them: every section, every trial id, the champion's recorded score, no console errors, a screenshot."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -12,19 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec import load_job_text
+from tests.test_search import PBT_JOB, parent_run, run
 
 pytestmark = pytest.mark.timeout(400)
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("summary", "trials", "curves", "hyperparameters", "budget", "samples", "stability", "provenance")
 
-COMMON = """\
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: {name}, tracking_uri: "{tracking_uri}"}}
-resources: {{cpus_per_trial: 1}}
-"""
 ASHA_JOB = """\
 train: {steps: 300, eval_every: 100, eval_samples: 300, ema_decay: 0.0}
 search:
@@ -34,18 +26,7 @@ search:
     train.lr_g: {loguniform: [1.0e-4, 1.0e-2]}
     train.loss,train.n_critic: {choice: [[ns, 1], [hinge, 1]]}
   asha: {grace_period: 1, reduction_factor: 2}
-"""
-# tests/test_search.py's PBT shape: more members than slots, so the population meets and exploits.
-PBT_JOB = """\
-train: {steps: 160, eval_every: 20, eval_samples: 300, ema_decay: 0.0}
-search:
-  scheduler: pbt
-  num_samples: 4
-  random_seed: 3
-  space:
-    train.lr_g: {loguniform: [1.0e-4, 1.0e-2]}
-  pbt: {perturbation_interval: 2, quantile_fraction: 0.25, resample_probability: 0.0}
-  max_concurrent: 2
+resources: {cpus_per_trial: 1}
 """
 
 
@@ -72,24 +53,6 @@ def render(chromium: str, page: Path, shot: Path) -> tuple[str, list[str]]:
     return dom.stdout, [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
 
 
-def run(name: str, body: str, tmp: Path, tracking_uri: str, cache_dir: str):
-    from orchestrator.runner import run_job
-
-    text = f"name: {name}\n" + COMMON.format(tmp=tmp, name=name, tracking_uri=tracking_uri) + body
-    stream = io.StringIO()
-    return run_job(load_job_text(text), stream=stream, cache_dir=cache_dir), stream.getvalue()
-
-
-def parent_run(tracking_uri: str, job: str):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(f"ganforge/{job}")
-    runs = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
-    assert len(runs) == 1
-    return client, runs[0]
-
-
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("report-cache"))
@@ -97,12 +60,13 @@ def cache_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def asha_run(ray_local, tmp_path_factory, mlflow_sqlite_uri, cache_dir):
-    return run("gf16-asha", ASHA_JOB, tmp_path_factory.mktemp("asha"), mlflow_sqlite_uri, cache_dir)
+    return run("gf16-asha", ASHA_JOB, tmp_path_factory.mktemp("asha"), mlflow_sqlite_uri, cache_dir, register=True)
 
 
 @pytest.fixture(scope="module")
 def pbt_run(ray_local, tmp_path_factory, mlflow_sqlite_uri, cache_dir):
-    return run("gf16-pbt", PBT_JOB, tmp_path_factory.mktemp("pbt"), mlflow_sqlite_uri, cache_dir)
+    # tests/test_search.py's PBT job: more members than slots, so the population meets and exploits.
+    return run("gf16-pbt", PBT_JOB, tmp_path_factory.mktemp("pbt"), mlflow_sqlite_uri, cache_dir, register=True)
 
 
 def check_page(chromium: str, page: Path, shot: Path, trial_ids: list[str], champion_score: float,
@@ -223,3 +187,20 @@ def test_page_stays_under_its_size_cap(asha_run):
     assert len(small.encode()) <= cap
     assert small.count("data:image/png") < full.count("data:image/png")
     assert all(f'<section id="{s}">' in small for s in SECTIONS)
+
+
+def test_provenance_shows_the_job_with_secrets_redacted(asha_run, tmp_path, monkeypatch):
+    """A `${VAR}` in the job YAML is shown as the reference, never as its value, in the YAML and the resolved spec."""
+    from orchestrator.report.publish import build_report
+    from orchestrator.storage import RUN_RECORD
+
+    secret = "gf16-s3cr3t-value"
+    monkeypatch.setenv("GF16_TOKEN", secret)
+    running = tmp_path / "run"
+    shutil.copytree(asha_run[0].run_path, running)
+    record = json.loads((running / RUN_RECORD).read_text())
+    record["job_yaml"] = record["job_yaml"].replace("registry: {", 'registry: {experiment: "exp-${GF16_TOKEN}", ')
+    (running / RUN_RECORD).write_text(json.dumps(record))
+    html = build_report(str(running))
+    assert secret not in html
+    assert "exp-${GF16_TOKEN}" in html.split('<section id="provenance">', 1)[1]

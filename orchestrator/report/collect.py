@@ -181,15 +181,15 @@ def _pbt(run_path: str, spec) -> list[dict[str, Any]]:
     return collect_policy(run_path)
 
 
-def _redactor(job):
+def _redacted_yaml(job) -> str:
     from orchestrator.tracking import Redactor
 
-    return Redactor.from_environment(job.text, extra_names=())
-
-
-def _redacted_yaml(job) -> str:
-    return _redactor(job).text(job.text)
+    return Redactor.from_environment(job.text).text(job.text)
 
 
 def _redacted_spec(job) -> dict[str, Any]:
-    return _redactor(job).value(job.redacted())
+    """The resolved spec with `${VAR}` values shown as references (JobSpec's own redaction), then any secret value
+    of the environment masked, as MLflow's copy is."""
+    from orchestrator.tracking import Redactor
+
+    return Redactor.from_environment(job.text).value(job.redacted())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from typing import Any, Optional
 
@@ -44,6 +45,8 @@ def collect(run_path: str, job=None, live: Optional[dict[str, list[dict[str, Any
     """
     from orchestrator.search import SearchPlan
 
+    if "://" not in run_path:
+        run_path = os.path.abspath(run_path)  # Tune resolves a relative experiment path against its own storage root
     record = load_record(run_path)
     job = job or job_of(record, run_path)
     spec, plan = job.spec, SearchPlan.from_spec(job.spec)

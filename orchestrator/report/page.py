@@ -58,7 +58,8 @@ code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; 
 pre { background: #f6f6f6; border: 1px solid #e6e6e6; padding: 10px 12px; overflow: auto; max-height: 420px;
       font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 table { border-collapse: collapse; font-size: 14px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+th, td { padding: 4px 9px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+table.trials td { white-space: nowrap; }
 th { font-weight: 600; background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.facts th { width: 190px; background: none; color: var(--muted); font-weight: 500; }

@@ -126,14 +126,15 @@ class Chart:
             self.add(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{size}" fill="{color}"{extra}>{tip}</circle>')
 
     def hline(self, y: float, color: str, label: str = "") -> None:
-        left, right, _, _ = self.frame(self.width, self.height, self.margin)
+        left, right, top, _ = self.frame(self.width, self.height, self.margin)
         if not (min(self.y.lo, self.y.hi) <= y <= max(self.y.lo, self.y.hi)):
             return
         py = self.y(y)
         self.add(f'<line x1="{left}" x2="{right}" y1="{py:.1f}" y2="{py:.1f}" stroke="{color}" stroke-width="1.5" '
                  f'stroke-dasharray="6 4"/>')
-        if label:
-            self.add(f'<text x="{right - 4}" y="{py - 5:.1f}" text-anchor="end" class="note">{esc(label)}</text>')
+        if label:  # above the line, unless that would run into the frame's top
+            ty = py - 5 if py - top > 16 else py + 14
+            self.add(f'<text x="{right - 4}" y="{ty:.1f}" text-anchor="end" class="note">{esc(label)}</text>')
 
     def band(self, lower: Sequence[tuple[float, float]], upper: Sequence[tuple[float, float]], color: str) -> None:
         pts = [f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in list(upper) + list(reversed(lower))]

@@ -121,9 +121,9 @@ def main() -> int:
         walls.append(wall)
         loads.append(load_ms)
     size = len(html.encode())
-    print(f"report: {args.out} ({size / 1e6:.2f} MB, cap {MAX_BYTES / 1e6:.2f} MB), "
+    print(f"report: {args.out} ({size / 2**20:.2f} MiB, cap {MAX_BYTES / 2**20:.2f} MiB), "
           f"{html.count('data:image/png')} grids embedded")
-    print(f"trials={args.trials} size_mb={size / 1e6:.2f} cap_mb={MAX_BYTES / 1e6:.2f} build_s={build_s:.2f} "
+    print(f"trials={args.trials} size_mib={size / 2**20:.2f} cap_mib={MAX_BYTES / 2**20:.2f} build_s={build_s:.2f} "
           f"load_ms_median={statistics.median(loads):.0f} load_ms_max={max(loads):.0f} "
           f"chromium_wall_s={statistics.median(walls):.2f} blank_wall_s={statistics.median(blanks):.2f} "
           f"open_overhead_s={statistics.median(w - b for w, b in zip(walls, blanks)):.2f}")

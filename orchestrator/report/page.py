@@ -2,6 +2,7 @@
 data: URIs, and a Content-Security-Policy that forbids every network fetch, so the page opens anywhere, offline."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -11,9 +12,12 @@ from orchestrator.report.sections import (budget, curves, params, pbt, provenanc
                                           table)
 from orchestrator.report.svg import esc
 
-MAX_BYTES = 5 * 1024 * 1024  # the documented cap: sample grids are thinned until the page fits
-# (top trials, grids per trial) tried in order until the page fits under MAX_BYTES
-GRID_BUDGETS = ((4, 8), (4, 4), (2, 4), (1, 2), (0, 0))
+log = logging.getLogger(__name__)
+MAX_BYTES = 5 * 1024 * 1024  # the documented cap: sample grids, then curves, are thinned until the page fits
+# (top trials with grids, grids per trial, points per curve) tried in order until the page fits under MAX_BYTES
+BUDGETS = ((4, 8, curves.MAX_POINTS), (4, 4, curves.MAX_POINTS), (2, 4, curves.MAX_POINTS), (1, 2, curves.MAX_POINTS),
+           (0, 0, curves.MAX_POINTS), (0, 0, 50), (0, 0, 12))
+_THINNED = ("samples", "curves")  # the sections a budget changes; the others render once
 
 
 @dataclass(frozen=True)
@@ -23,11 +27,11 @@ class Section:
     render: Callable[[ReportData], Optional[str]]
 
 
-def sections(top_trials: int, steps_per_trial: int) -> tuple[Section, ...]:
+def sections(top_trials: int, steps_per_trial: int, curve_points: int) -> tuple[Section, ...]:
     return (
         Section("summary", summary.TITLE, summary.render),
         Section("trials", table.TITLE, table.render),
-        Section("curves", curves.TITLE, curves.render),
+        Section("curves", curves.TITLE, lambda d: curves.render(d, curve_points)),
         Section("hyperparameters", params.TITLE, params.render),
         Section("budget", budget.TITLE, budget.render),
         Section("samples", samples.TITLE, lambda d: samples.render(d, top_trials, steps_per_trial)),
@@ -68,7 +72,7 @@ table.sortable th small { font-weight: 400; color: var(--muted); }
 table.sortable th.asc::after { content: " ▲"; font-size: 10px; }
 table.sortable th.desc::after { content: " ▼"; font-size: 10px; }
 tr.champion td { background: var(--hi); font-weight: 600; }
-.scroll { overflow: auto; max-height: 560px; border: 1px solid #eee; }
+.scroll { overflow: auto; max-height: 560px; border: 1px solid #eee; width: fit-content; max-width: 100%; }
 .status { padding: 1px 7px; border-radius: 9px; font-size: 13px; white-space: nowrap; border: 1px solid; }
 .status.done { color: #005a8c; border-color: #0072B2; }
 .status.stopped { color: #7a5200; border-color: #E69F00; }
@@ -142,13 +146,16 @@ def _page(data: ReportData, parts: list[tuple[Section, str]]) -> str:
 
 def render_page(data: ReportData, max_bytes: int = MAX_BYTES) -> str:
     """The report as one HTML string under `max_bytes`: sample grids are thinned until it fits (fewer steps, then
-    fewer trials); curves are already capped per trial (curves.MAX_POINTS). Other sections render once."""
-    rendered = {s.anchor: s.render(data) for s in sections(0, 0) if s.anchor != "samples"}
+    fewer trials), then the points per learning curve. Other sections render once."""
+    rendered = {s.anchor: s.render(data) for s in sections(0, 0, 0) if s.anchor not in _THINNED}
     page = ""
-    for top_trials, steps_per_trial in GRID_BUDGETS:
-        parts = [(s, html) for s in sections(top_trials, steps_per_trial)
+    for budget in BUDGETS:
+        parts = [(s, html) for s in sections(*budget)
                  if (html := rendered[s.anchor] if s.anchor in rendered else s.render(data)) is not None]
         page = _page(data, parts)
         if len(page.encode()) <= max_bytes:
             return page
+    log.warning("the report is %.1f MiB, over its %.1f MiB cap even with no sample grids and %d points per curve "
+                "(a search of thousands of trials): its table and other sections are never cut",
+                len(page.encode()) / 2**20, max_bytes / 2**20, BUDGETS[-1][2])
     return page

@@ -20,8 +20,9 @@ def downsample(points: list[tuple[float, float]], limit: int = MAX_POINTS) -> li
     return points[::stride][: limit - 1] + [points[-1]]
 
 
-def metric_chart(data: ReportData, metric: str, width: int, height: int, marks: bool = True) -> str:
-    series = {t.trial_id: downsample(t.series(metric)) for t in data.trials}
+def metric_chart(data: ReportData, metric: str, width: int, height: int, marks: bool = True,
+                 max_points: int = MAX_POINTS) -> str:
+    series = {t.trial_id: downsample(t.series(metric), max_points) for t in data.trials}
     xs = [p[0] for s in series.values() for p in s] + [0]
     ys = [p[1] for s in series.values() for p in s]
     floor = data.floors.get(f"{metric}_floor")
@@ -58,8 +59,8 @@ def _end_marker(chart, t: TrialRecord, points) -> None:
             chart.marker(last, PURPLE, "triangle", f"trial {t.trial_id}: {t.reason}")
 
 
-def render(data: ReportData) -> str:
-    main = metric_chart(data, data.metric, 900, 380)
+def render(data: ReportData, max_points: int = MAX_POINTS) -> str:
+    main = metric_chart(data, data.metric, 900, 380, max_points=max_points)
     if not main:
         return caption("No evaluation has been reported yet.")
     items = [("line", VERMILION, f"champion ({data.champion})" if data.champion else "champion"),
@@ -67,7 +68,7 @@ def render(data: ReportData) -> str:
              ("cross", ORANGE, "stopped early here"), ("triangle", PURPLE, "diverged or failed after this"),
              ("dash", BLACK, "real-vs-real floor")]
     others = [m for m in score_columns(data)[1:] if any(t.series(m) for t in data.trials)][:OTHER_CHARTS]
-    small = "".join(f'<figure class="small"><figcaption>{esc(m)}</figcaption>{metric_chart(data, m, 420, 240, False)}'
+    small = "".join(f'<figure class="small"><figcaption>{esc(m)}</figcaption>{metric_chart(data, m, 420, 240, False, max_points)}'
                     "</figure>" for m in others)
     note = ("Each line is one trial's score at every evaluation (the same fixed real and generated sample counts at "
             "every step); hover a line or marker for the trial. ")

@@ -11,7 +11,6 @@ from orchestrator.report.sections.common import caption, param_label, value
 from orchestrator.report.svg import BLUE, GRID_GREY, VERMILION, esc, fmt, legend
 
 TITLE = "PBT lineage"
-MAX_INLINE_LABELS = 12  # beyond this many exploits the labels would overlap: the table below lists them all
 
 
 def _rounded(v: Any) -> Any:
@@ -65,8 +64,7 @@ def lineage_svg(data: ReportData) -> str:
     for it in range(0, last + 1, max(1, last // 10)):
         parts.append(f'<line x1="{x(it):.1f}" x2="{x(it):.1f}" y1="{top - 6}" y2="{height - 44}" stroke="{GRID_GREY}"/>'
                      f'<text x="{x(it):.1f}" y="{height - 28}" text-anchor="middle" class="tick">{it}</text>')
-    labelled = len(data.pbt_records) <= MAX_INLINE_LABELS
-    for n, r in enumerate(sorted(data.pbt_records, key=lambda r: r["iteration"])):
+    for n, r in enumerate(_in_order(data), 1):
         x0, y0, x1, y1 = x(r["donor_iteration"]), y[r["donor"]], x(r["iteration"]), y[r["recipient"]]
         mid = (x0 + x1) / 2 + 12
         changes = ", ".join(f"{param_label(k)} {value(v)}" for k, v in _mutated(r, keys).items())
@@ -76,9 +74,8 @@ def lineage_svg(data: ReportData) -> str:
                      f'fill="none" stroke="#333" stroke-width="1.4" marker-end="url(#arrow)"><title>{esc(tip)}</title>'
                      "</path>")
         parts.append(f'<circle cx="{x1:.1f}" cy="{y1:.1f}" r="4" fill="{VERMILION}"><title>{esc(tip)}</title></circle>')
-        if labelled:  # alternate above and below the member's line, so neighbouring exploits do not collide
-            parts.append(f'<text x="{x1 + 6:.1f}" y="{y1 + (-8 if n % 2 == 0 else 15):.1f}" class="note">'
-                         f"{esc(changes[:48])}</text>")
+        # The exploit's number, alternately above and below the line; the table lists its hyperparameters.
+        parts.append(f'<text x="{x1 + 5:.1f}" y="{y1 + (-7 if n % 2 else 15):.1f}" class="note">{n}</text>')
     parts.append(f'<text x="{(left + right) / 2:.0f}" y="{height - 8}" text-anchor="middle" class="axis">'
                  "training iteration (evaluations)</text>")
     arrow = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
@@ -87,15 +84,20 @@ def lineage_svg(data: ReportData) -> str:
             f'aria-label="PBT lineage">{arrow}{"".join(parts)}</svg>')
 
 
+def _in_order(data: ReportData) -> list[dict[str, Any]]:
+    """Exploits by time: their numbers in the drawing and the table."""
+    return sorted(data.pbt_records, key=lambda r: (r["iteration"], str(r["recipient"])))
+
+
 def _exploit_table(data: ReportData) -> str:
     keys = sorted(data.space)
     head = "".join(f'<th title="{esc(k)}">{esc(param_label(k))}</th>' for k in keys)
     rows = "".join(
-        f"<tr><td class=num>{r['iteration']}</td><td><code>{esc(r['recipient'])}</code></td>"
+        f"<tr><td class=num>{n}</td><td class=num>{r['iteration']}</td><td><code>{esc(r['recipient'])}</code></td>"
         f"<td><code>{esc(r['donor'])}</code> @ {r['donor_iteration']}</td>"
         + "".join(f"<td class=num>{value(r['new_config'].get(k))}</td>" for k in keys) + "</tr>"
-        for r in sorted(data.pbt_records, key=lambda r: r["iteration"]))
-    return ('<div class="scroll"><table class="sortable"><thead><tr><th>iteration</th><th>recipient</th>'
+        for n, r in enumerate(_in_order(data), 1))
+    return ('<div class="scroll"><table class="sortable"><thead><tr><th>#</th><th>iteration</th><th>recipient</th>'
             f"<th>copies donor @ iteration</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
 
 
@@ -106,7 +108,8 @@ def render(data: ReportData) -> Optional[str]:
         return caption("PBT has not exploited yet: no trial has copied another so far.")
     out = caption("One row per population member, time to the right. Each arrow is an exploit: the recipient copies "
                   "the donor's checkpoint (from the donor's iteration where the arrow starts) and continues with "
-                  "mutated hyperparameters, written beside the dot. Hover an arrow for the details.")
+                  "mutated hyperparameters: the number beside the dot is the exploit's row in the table below. "
+                  "Hover an arrow or a dot for the details.")
     out += f"<figure>{lineage_svg(data)}</figure>" + legend([("line", VERMILION, "champion"),
                                                              ("line", BLUE, "other members"),
                                                              ("dot", VERMILION, "exploit + explore")])

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean chromium
 
 # The stamp depends on pyproject.toml so a dependency change reinstalls.
 $(STAMP): pyproject.toml
@@ -17,7 +17,14 @@ install: $(STAMP)
 demo: install
 	RAY_AUTH_MODE=disabled $(BIN)/ganforge run jobs/quickstart.yaml
 
-test: install
+# Headless Chromium renders the search report in tests/test_report.py. apt-get runs only when chromium is missing
+# and apt is there (as root); elsewhere the report's browser tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+		|| echo "make chromium: chromium is not installed and cannot be installed here; browser tests will skip"; }
+
+test: install chromium
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 tests
 
 clean:

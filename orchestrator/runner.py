@@ -18,6 +18,7 @@ from typing import Any, Optional, TextIO
 
 from orchestrator import __version__
 from orchestrator.errors import ClusterError, DataSourceError, JobFailedError, RegistryError
+from orchestrator.report.collect import REPORT_FOLDER
 from orchestrator.results import TrialOutcome, champion as pick_champion, format_table, rank, rank_configurations
 from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
@@ -119,7 +120,10 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
             raise RegistryError(f"MLflow at {safe_uri(tracking_uri)} is not usable: {str(exc).splitlines()[0]}") from None
     record = {"run_name": run_name, "run_path": run_path, "tracking_uri": tracking_uri,
               "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode, "job_yaml": job.text,
-              "overrides": job.overrides}
+              "overrides": job.overrides, "started_at": record.get("started_at") or time.time(),
+              "git_commit": _git_commit(), "ganforge_version": __version__,
+              "data": {"uri": spec.data.uri, "name": info.name, "kind": info.kind, "rows": info.num_rows,
+                       "checksum": info.checksum}}
     write_text(f"{run_path}/{RUN_RECORD}", json.dumps(record, indent=2))
     write_text(f"{root}/{LATEST}", run_name)
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
@@ -136,6 +140,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
         tracking=TrackingTarget(tracking_uri, spec.experiment, parent_run_id),
         workers_per_trial=spec.resources.workers_per_trial, gpus_per_trial=gpus,
         max_failures=spec.resources.max_failures, train_storage=f"{run_path}/train",
+        report_storage=f"{run_path}/{REPORT_FOLDER}" if spec.report.enabled else None,
     )
     trainable = make_trainable(plan, ctx)
     table = TrialTable(plan.metric, plan.mode, plan.total_trials, stream=stream)
@@ -155,7 +160,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
                     checkpoint_score_attribute=plan.metric,
                     checkpoint_score_order=plan.mode,
                 ),
-                callbacks=[table],
+                callbacks=[table] + _report_refresh(job, run_path),
                 verbose=0,
             ),
         )
@@ -172,6 +177,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
 
     champion = pick_champion(ranking, plan.mode)
     if champion is None:
+        _publish_report(job, run_path, tracker, None, None, stream)
         tracker.end("FAILED")
         raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
     if spec.registry.enabled:
@@ -186,8 +192,28 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
         verdict = f"alias @{r.alias} moved to it" if r.promoted else f"kept as challenger; @{r.alias} stays"
         print(f"ganforge: registered {r.name} version {r.version} ({plan.metric}={champion.value:.4g}); {verdict}",
               file=stream, flush=True)
+    _publish_report(job, run_path, tracker, champion, outcome.registered, stream)
     tracker.end("FINISHED")
     return outcome
+
+
+def _report_refresh(job: LoadedJob, run_path: str) -> list:
+    from orchestrator.report.publish import RefreshReport
+
+    every = job.spec.report.every_s
+    return [RefreshReport(run_path, job, every)] if job.spec.report.enabled and every > 0 else []
+
+
+def _publish_report(job: LoadedJob, run_path: str, tracker, champion, registered, stream: TextIO) -> None:
+    """The search report beside the run and in MLflow; a failure to write it costs the page, not the run."""
+    if not job.spec.report.enabled:
+        return
+    from orchestrator.report.publish import publish
+
+    try:
+        print(f"ganforge: report {publish(run_path, job, tracker, champion, registered)}", file=stream, flush=True)
+    except Exception as exc:  # noqa: BLE001
+        print(f"ganforge: warning: the search report was not written: {str(exc).splitlines()[0]}", file=sys.stderr)
 
 
 def make_trainable(plan: SearchPlan, ctx: TrialContext):

@@ -22,19 +22,37 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def write_text(uri: str, text: str) -> None:
-    fs, path = _fs(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode())
+    write_bytes(uri, text.encode())
 
 
 def read_text(uri: str) -> Optional[str]:
+    data = read_bytes(uri)
+    return None if data is None else data.decode()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = _fs(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def read_bytes(uri: str) -> Optional[bytes]:
     fs, path = _fs(uri)
     try:
         with fs.open_input_stream(path) as f:
-            return f.read().decode()
+            return f.read()
     except (FileNotFoundError, OSError):
         return None
+
+
+def list_names(uri: str) -> list[str]:
+    """The names of the entries directly under folder `uri` (empty when it does not exist)."""
+    fs, path = _fs(uri)
+    try:
+        return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
+    except (FileNotFoundError, OSError):
+        return []
 
 
 def latest_run_path(spec) -> Optional[str]:

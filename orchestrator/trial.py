@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 from ray import tune
 
+from orchestrator.report.grids import record_grid
 from orchestrator.search import expand_trial_config
 from trainers.config import GANConfig
 from trainers.loop import GANTrainer, TrainingDiverged
@@ -49,6 +50,7 @@ class TrialContext:
     max_failures: int = 0
     train_storage: Optional[str] = None  # where multi-worker trials keep their Train runs
     tracking: Optional[TrackingTarget] = None
+    report_storage: Optional[str] = None  # where each evaluation's sample grid goes (orchestrator.report)
     tags: dict[str, str] = field(default_factory=dict)
 
     def config_for(self, sampled: dict[str, Any]) -> GANConfig:
@@ -105,11 +107,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
             except TrainingDiverged as exc:
                 log.warning("trial %s: %s", trial_id, exc)
-                tune.report({ctx.metric: SENTINEL[ctx.mode], "diverged": 1.0, "step": float(exc.step)})
+                tune.report({ctx.metric: SENTINEL[ctx.mode], "diverged": 1.0, "step": float(exc.step),
+                             "diverged_reason": exc.reason})
                 status = "KILLED"
                 return
             metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance, "diverged": 0.0}
             metrics["fingerprint"] = fingerprint(trainer.G)  # of the state this report checkpoints
+            if ctx.report_storage:
+                record_grid(trainer, ctx.report_storage, trial_id)
             _report(trainer, metrics, tracker)
         status = "FINISHED"
     except SystemExit:  # Tune stopped the trial inside tune.report (ASHA/median): stopped early, not failed

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "orchestrator.cli.models",   # models list/pull/describe/promote/compare, sample, register
     "orchestrator.cli.data",     # data import/inspect
     "orchestrator.cli.cluster",  # submit, jobs, stack
+    "orchestrator.cli.report",   # report
     "orchestrator.cli.shell",    # completion
 )
 

@@ -136,6 +136,11 @@ class ClusterConfig(Section):
     dashboard: Optional[str] = Field(None, description="Ray dashboard URL used by `ganforge submit`; --address wins.")
 
 
+class ReportConfig(Section):
+    enabled: bool = Field(True, description="Write the search report, one self-contained HTML page (report/report.html in the run's results, and an artifact of the job's MLflow run), when the search ends; sample grids are stored at each evaluation for it. `ganforge report` builds it at any time.")
+    every_s: float = Field(0.0, ge=0, description="Also rebuild the report every this many seconds while the search runs; 0 = only at the end.")
+
+
 class JobSpec(GANConfig):
     name: str = Field("ganforge-job", description="Job name: lowercase letters, digits and '-' (used in paths and MLflow names).")
     search: SearchConfig = Field(default_factory=SearchConfig, description="What to search and how.")
@@ -143,6 +148,7 @@ class JobSpec(GANConfig):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Where results and checkpoints are kept.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow tracking and model registration.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Which Ray cluster runs the search.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="The HTML search report.")
 
     @field_validator("name")
     @classmethod

@@ -31,6 +31,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "stack up": ("eval \"$(ganforge stack up)\"",),
     "stack down": ("ganforge stack down",),
     "stack status": ("ganforge stack status", "ganforge stack status --json"),
+    "report": ("ganforge report jobs/quickstart.yaml --out report.html",
+               "ganforge report --path s3://bucket/results/digits-dcgan/RUN --out report.html"),
     "completion": ("eval \"$(ganforge completion bash)\"   # in ~/.bashrc",
                    "ganforge completion zsh > ~/.zfunc/_ganforge"),
 }

@@ -34,7 +34,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def print_plan(job, out=sys.stdout) -> None:
     from orchestrator.storage import storage_root
     from orchestrator.search import SearchPlan
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking import Redactor, resolve_tracking_uri
 
     plan = SearchPlan.from_spec(job.spec)
     described = plan.describe()
@@ -47,6 +47,7 @@ def print_plan(job, out=sys.stdout) -> None:
         "registered_model": (f"{job.spec.model_name}@{job.spec.registry.alias}" if job.spec.registry.enabled else "(registry disabled)"),
         "ray": job.spec.cluster.address or "embedded (local)",
     })
+    described = Redactor.for_job(job).value(described)  # a plan is printed: no ${VAR} value or password in it
     width = max(len(k) for k in described)
     for key, value in described.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else value
@@ -80,8 +81,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.runner import run_job
 
     job, path = _stored_run(args)
-    print(f"ganforge: resuming {path}")
-    run_job(job, resume_path=path)
+    run_job(job, resume_path=path)  # says what it resumes, without the secrets a path may hold
     return 0
 
 

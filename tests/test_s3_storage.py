@@ -97,6 +97,8 @@ class S3:
 
     def download(self, run: str, dest: Path) -> Path:
         for key in self.keys(run + "/"):
+            if key.endswith("/"):  # a folder marker
+                continue
             path = dest / key[len(run) + 1:]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(self.read(key))
@@ -142,8 +144,9 @@ def workdir(root: Path, name: str, job_text: str, s3_env: dict[str, str], endpoi
     return Workdir(path, env)
 
 
-def job_text(name: str, search: str, storage: str, tracking_uri: str, register: bool = True) -> str:
-    return JOB.format(name=name, steps=STEPS, eval_every=EVAL_EVERY, search=search, storage=storage,
+def job_text(name: str, search: str, storage: str, tracking_uri: str, register: bool = True,
+             steps: int = STEPS, eval_every: int = EVAL_EVERY) -> str:
+    return JOB.format(name=name, steps=steps, eval_every=eval_every, search=search, storage=storage,
                       tracking_uri=tracking_uri, register=str(register).lower())
 
 
@@ -273,8 +276,10 @@ def test_pbt_on_s3_keeps_its_policy_there_and_restores_donors_from_it(s3, s3_end
     from mlflow import MlflowClient
 
     name, prefix = "gf19-s3-pbt", f"gf19-s3-pbt-{os.getpid()}"
-    wd = workdir(tmp_path, "pbt", job_text(name, PBT, f"s3://{s3.bucket}/{prefix}", mlflow_tracking_uri,
-                                           register=False), s3_env_vars, s3_endpoint, tmp_path / "cache")
+    # 8 evaluations of 4 trials, exploiting every 2: as in tests/test_search.py, PBT reliably copies a donor.
+    text = job_text(name, PBT, f"s3://{s3.bucket}/{prefix}", mlflow_tracking_uri, register=False, steps=160,
+                    eval_every=20)
+    wd = workdir(tmp_path, "pbt", text, s3_env_vars, s3_endpoint, tmp_path / "cache")
     proc = wd.ganforge("run", "job.yaml")
     try:
         assert proc.wait(timeout=360) == 0, wd.log()

@@ -21,6 +21,12 @@ class DataSourceError(GanforgeError):
     exit_code = 2
 
 
+class StorageError(GanforgeError):
+    """The results storage (storage.uri) is malformed or refuses reads and writes."""
+
+    exit_code = 2
+
+
 class RegistryError(GanforgeError):
     """MLflow tracking or the model registry refused or could not be reached."""
 

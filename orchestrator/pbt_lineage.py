@@ -18,13 +18,12 @@ TRIAL_DIR_PREFIX = "trial_"
 
 def collect_policy(root: str) -> list[dict[str, Any]]:
     """The exploit records of a run. Tune writes the log on the driver and syncs it to the experiment folder in
-    storage, so `root` may be a local folder or an s3:// (any pyarrow) URI."""
+    storage, so `root` may be a local folder or an s3:// URI (read as all results are: orchestrator.storage)."""
     import pyarrow.fs as pafs
 
-    if "://" in root and not root.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(root)
-    else:
-        fs, path = pafs.LocalFileSystem(), os.path.abspath(root.removeprefix("file://"))
+    from orchestrator.storage import filesystem
+
+    fs, path = filesystem(root)
     try:
         with fs.open_input_stream(f"{path}/{POLICY_FILE}") as f:
             text = f.read().decode()

@@ -6,6 +6,7 @@ finish an experiment whose driver died and `ganforge register` can register from
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from orchestrator.report.collect import REPORT_FOLDER
 from orchestrator.results import TrialOutcome, champion as pick_champion, format_table, rank, rank_configurations
 from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
-from orchestrator.storage import LATEST, RUN_RECORD, read_text, storage_root, write_text
+from orchestrator.storage import LATEST, RUN_RECORD, filesystem, read_text, storage_root, write_text
 from orchestrator.trial import TrackingTarget, TrialContext, run_trial
 from orchestrator.warmup import prestart_trial_workers
 
@@ -90,18 +91,20 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     from ray import tune
 
     from orchestrator.progress import TrialTable
-    from orchestrator.tracking import JobTracker, resolve_tracking_uri, safe_uri
+    from orchestrator.tracking import JobTracker, Redactor, safe_uri
 
     stream = stream or sys.stdout  # at call time: a default bound at import outlives a replaced stdout
     spec = job.spec
+    shown = Redactor.for_job(job)
     plan = SearchPlan.from_spec(spec)
     info = prepare_data(job, cache_dir)
     root = storage_root(spec)
+    storage_fs, root_in_fs = filesystem(root)
     record: dict[str, Any] = json.loads(read_text(f"{resume_path}/{RUN_RECORD}") or "{}") if resume_path else {}
     run_name = record.get("run_name") or time.strftime("run-%Y%m%d-%H%M%S")
     run_path = f"{root}/{run_name}"
 
-    tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(spec.registry.tracking_uri)
+    tracking_uri = _tracking_uri(record.get("tracking_uri"), spec.registry.tracking_uri, shown)
 
     def open_tracking() -> tuple[JobTracker, str]:
         tracker = JobTracker(tracking_uri, spec.experiment)
@@ -113,21 +116,25 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = pool.submit(open_tracking)
         _quiet_tune()
+        _retry_sdk_requests()
         init_ray(spec.cluster.address, plan)
         try:
             tracker, parent_run_id = started.result()
         except Exception as exc:
             raise RegistryError(f"MLflow at {safe_uri(tracking_uri)} is not usable: {str(exc).splitlines()[0]}") from None
-    record = {"run_name": run_name, "run_path": run_path, "tracking_uri": tracking_uri,
-              "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode, "job_yaml": job.text,
-              "overrides": job.overrides, "started_at": record.get("started_at") or time.time(),
-              "git_commit": _git_commit(), "ganforge_version": __version__,
-              "data": {"uri": spec.data.uri, "name": info.name, "kind": info.kind, "rows": info.num_rows,
-                       "checksum": info.checksum}}
+    # Storage is no place for secrets: the record keeps the tracking URI without credentials (resume and register
+    # take today's from the environment) and the YAML with its ${VAR} references unresolved.
+    record = shown.value({"run_name": run_name, "run_path": run_path, "tracking_uri": tracking_uri,
+                          "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode,
+                          "job_yaml": job.text, "overrides": job.overrides,
+                          "started_at": record.get("started_at") or time.time(),
+                          "git_commit": _git_commit(), "ganforge_version": __version__,
+                          "data": {"uri": spec.data.uri, "name": info.name, "kind": info.kind,
+                                   "rows": info.num_rows, "checksum": info.checksum}})
     write_text(f"{run_path}/{RUN_RECORD}", json.dumps(record, indent=2))
     write_text(f"{root}/{LATEST}", run_name)
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
-          f"results in {run_path}", file=stream, flush=True)
+          f"results in {shown.text(run_path)}", file=stream, flush=True)
 
     try:
         gpus = check_gpus(spec)
@@ -144,8 +151,12 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     )
     trainable = make_trainable(plan, ctx)
     table = TrialTable(plan.metric, plan.mode, plan.total_trials, stream=stream)
-    if resume_path and tune.Tuner.can_restore(run_path):
-        tuner = tune.Tuner.restore(run_path, trainable, resume_unfinished=True, resume_errored=True)
+    run_in_fs = f"{root_in_fs}/{run_name}"
+    if resume_path and tune.Tuner.can_restore(run_in_fs, storage_filesystem=storage_fs):
+        tuner = restore_tuner(storage_fs, run_in_fs, trainable, resume_unfinished=True, resume_errored=True)
+        finished = tuner.get_results().num_terminated  # trials the searcher had yet to create are still to run
+        print(f"ganforge: resuming {shown.text(run_path)}: {finished} finished, "
+              f"{plan.total_trials - finished} to run", file=stream, flush=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -153,7 +164,8 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
             tune_config=plan.tune_config(cluster_cpus=_cluster_cpus()),
             run_config=tune.RunConfig(
                 name=run_name,
-                storage_path=root,
+                storage_path=root_in_fs,
+                storage_filesystem=storage_fs,
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=_checkpoints_to_keep(spec),
@@ -179,7 +191,8 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     if champion is None:
         _publish_report(job, run_path, tracker, None, None, stream)
         tracker.end("FAILED")
-        raise JobFailedError(f"no trial produced a usable {plan.metric} (see {run_path}); nothing was registered")
+        raise JobFailedError(f"no trial produced a usable {plan.metric} (see {shown.text(run_path)}); "
+                             "nothing was registered")
     if spec.registry.enabled:
         try:
             outcome.registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path,
@@ -214,6 +227,51 @@ def _publish_report(job: LoadedJob, run_path: str, tracker, champion, registered
         print(f"ganforge: report {publish(run_path, job, tracker, champion, registered)}", file=stream, flush=True)
     except Exception as exc:  # noqa: BLE001
         print(f"ganforge: warning: the search report was not written: {str(exc).splitlines()[0]}", file=sys.stderr)
+
+
+def _tracking_uri(recorded: Optional[str], configured: Optional[str], shown) -> str:
+    """The MLflow a run uses: the one it recorded, with today's credentials when it is the same server (the record
+    never holds them), else today's resolution for a new run or a record that could not name it without a secret."""
+    from orchestrator.tracking import REDACTED, resolve_tracking_uri
+
+    current = resolve_tracking_uri(configured)
+    if not recorded or shown.text(current) == recorded or REDACTED in recorded:
+        return current
+    return recorded
+
+
+def _retry_sdk_requests() -> None:
+    """boto3 (MLflow's S3 artifact client) in the driver and the trial processes of an embedded Ray, which inherit
+    its environment, retries as the S3 filesystem does, unless the AWS environment already says how."""
+    from trainers.data.fs import sdk_retry_environment
+
+    for name, value in sdk_retry_environment().items():
+        os.environ.setdefault(name, value)
+
+
+class _UnstartedTrialsNote(logging.Filter):
+    """Tune's restore loads every trial's results and warns with one FileNotFoundError line per trial that never
+    started; a trial without results is simply still to run, which the resume line says. Any other failure to read
+    results (storage refusing, say) is still shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Failed to fetch metrics for"):
+            return True
+        failures = [line for line in message.splitlines()[1:] if line.startswith("- ")]
+        return not all("FileNotFoundError(" in line for line in failures)
+
+
+def restore_tuner(storage_fs, run_in_fs: str, trainable, **resume):
+    from ray import tune
+
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    note = _UnstartedTrialsNote()
+    log.addFilter(note)
+    try:
+        return tune.Tuner.restore(run_in_fs, trainable, storage_filesystem=storage_fs, **resume)
+    finally:
+        log.removeFilter(note)
 
 
 def make_trainable(plan: SearchPlan, ctx: TrialContext):
@@ -324,23 +382,26 @@ def register_from_storage(job: LoadedJob, run_path: str, stream: Optional[TextIO
     """Register the best stored checkpoint of a finished run (after MLflow was down when the job ended)."""
     from ray import tune
 
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking import Redactor
 
     stream = stream or sys.stdout
+    shown = Redactor.for_job(job)
     record = json.loads(read_text(f"{run_path}/{RUN_RECORD}") or "{}")
     if not record:
-        raise JobFailedError(f"{run_path}: no ganforge run record ({RUN_RECORD}); is this a ganforge results path?")
+        raise JobFailedError(f"{shown.text(run_path)}: no ganforge run record ({RUN_RECORD}); "
+                             "is this a ganforge results path?")
     plan = SearchPlan.from_spec(job.spec)
     info = prepare_data(job, None)
     _quiet_tune()
-    grid = tune.Tuner.restore(run_path, run_trial).get_results()
+    _retry_sdk_requests()
+    grid = restore_tuner(*filesystem(run_path), run_trial).get_results()
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial, plan.spec.search.score)
     champion = pick_champion(ranking, plan.mode)
     if champion is None:
-        raise JobFailedError(f"{run_path}: no trial has a usable {plan.metric}; nothing to register")
-    tracking_uri = record.get("tracking_uri") or resolve_tracking_uri(job.spec.registry.tracking_uri)
+        raise JobFailedError(f"{shown.text(run_path)}: no trial has a usable {plan.metric}; nothing to register")
+    tracking_uri = _tracking_uri(record.get("tracking_uri"), job.spec.registry.tracking_uri, shown)
     registered = register_outcome(job, plan, champion, ranking, info, tracking_uri, run_path)
     verdict = f"alias @{registered.alias} moved to it" if registered.promoted else f"kept as challenger"
     print(f"ganforge: registered {registered.name} version {registered.version} "
-          f"({plan.metric}={champion.value:.4g}) from {run_path}; {verdict}", file=stream)
+          f"({plan.metric}={champion.value:.4g}) from {shown.text(run_path)}; {verdict}", file=stream)
     return registered

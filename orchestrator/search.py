@@ -130,13 +130,75 @@ def clip_to_space(config: dict[str, Any], space: dict[str, Distribution]) -> dic
 ALGORITHMS: Registry[Callable[["SearchPlan", Optional[int]], "SearchAlgorithm | Searcher"]] = Registry("search.algorithm")
 
 
+class ResumableVariantGenerator(BasicVariantGenerator):
+    """Tune's variant generator, restored in step with the experiment's trial table.
+
+    Tune saves the generator's position and the trial table as two files in one folder and uploads the folder while
+    it keeps rewriting them; the generator's file is listed first, so a driver killed mid-upload (likely when S3 is
+    slow) leaves a generator older than the table. Restored as is, it would create again trials the table already
+    holds (same ids) and count finished ones against max_concurrent forever. Here the table wins: generated trials
+    it already holds are skipped, and the live trials are the ones it has not seen finish.
+    """
+
+    def restore_from_dir(self, dirpath: str):
+        super().restore_from_dir(dirpath)
+        table = _trial_table(dirpath)
+        self._live_trials = {trial_id for trial_id, status in table.items() if status != "TERMINATED"}
+        self._next = None
+        while not self.is_finished():
+            trial = self._generate()
+            if trial is None or trial.trial_id not in table:
+                self._next = trial  # the first trial the table does not hold yet
+                break
+
+    def get_state(self):
+        state = super().get_state()
+        if state:
+            state.pop("_next", None)  # a Trial: the table holds it once it runs
+        return state
+
+    def _generate(self):
+        """The generator's next trial, whatever max_concurrent says."""
+        cap, self.max_concurrent = self.max_concurrent, 0
+        try:
+            trial = super().next_trial()
+        finally:
+            self.max_concurrent = cap
+        if trial is not None:
+            self._live_trials.discard(trial.trial_id)
+        return trial
+
+    def next_trial(self):
+        trial = getattr(self, "_next", None)
+        if trial is None:
+            return super().next_trial()
+        if self.max_concurrent > 0 and len(self._live_trials) >= self.max_concurrent:
+            return None
+        self._next = None
+        self._live_trials.add(trial.trial_id)
+        return trial
+
+
+def _trial_table(dirpath: str) -> dict[str, str]:
+    """{trial id: status} from the newest experiment state in a Tune experiment folder (what Tune restores)."""
+    import json
+    from pathlib import Path
+
+    states = sorted(Path(dirpath).glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    entries = json.loads(states[-1].read_text())["trial_data"]
+    trials = [json.loads(entry[0]) for entry in entries]
+    return {t["trial_id"]: t["status"] for t in trials}
+
+
 @ALGORITHMS.register("random")
 @ALGORITHMS.register("grid")
 def _variants(plan: "SearchPlan", max_concurrent: Optional[int]) -> SearchAlgorithm:
     # constant_grid_search: random values are drawn once per sample and held across grid points, so the seeds of
     # one configuration (a grid over train.seed) share every other hyperparameter.
-    return BasicVariantGenerator(constant_grid_search=True, random_state=plan.spec.search.random_seed,
-                                 max_concurrent=max_concurrent or 0)
+    return ResumableVariantGenerator(constant_grid_search=True, random_state=plan.spec.search.random_seed,
+                                     max_concurrent=max_concurrent or 0)
 
 
 @ALGORITHMS.register("optuna")

@@ -48,6 +48,8 @@ DRIVER_HTTP_POLICY = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow's "View run at: <tracking URI>/#/..." would print the URI with any user:password in it.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 _MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
@@ -246,10 +248,16 @@ class Redactor:
         names = {name for name in env if _SECRET_NAME.search(name)} | set(referenced_env_names(job_yaml_text)) | set(extra_names)
         return cls({env[name] for name in names if env.get(name)})
 
+    @classmethod
+    def for_job(cls, job) -> "Redactor":
+        """What a job's messages and records must not show: the values its YAML refers to, secret-looking env."""
+        return cls.from_environment(job.text)
+
     def text(self, value: str) -> str:
+        """`value` with every secret replaced by *** and any user:password@ in a URI removed."""
         for secret in self.secrets:
             value = value.replace(secret, REDACTED)
-        return value
+        return safe_uri(value)
 
     def value(self, obj: Any) -> Any:
         """Redact strings anywhere inside dicts, lists and tuples."""

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.fs as pafs
 import pytest
 
 from orchestrator.cli import main
@@ -39,9 +40,9 @@ storage: {{uri: {results}}}
 """
 
 
-def write_job(tmp_path: Path, model_name: str = "tiny-gan", **fields: str) -> Path:
+def write_job(tmp_path: Path, model_name: str = "tiny-gan", results: str | None = None, **fields: str) -> Path:
     """The tiny job of the brief, with absolute storage and tracking paths the local cluster can reach."""
-    text = TINY_JOB.format(model_name=model_name, db=tmp_path / "mlflow.db", results=tmp_path / "results")
+    text = TINY_JOB.format(model_name=model_name, db=tmp_path / "mlflow.db", results=results or tmp_path / "results")
     for key, value in fields.items():
         text += f"{key}: {value}\n"
     path = tmp_path / "tiny.yaml"
@@ -158,11 +159,14 @@ def test_package_over_rays_upload_limit_names_the_culprits(tmp_path):
 
 
 # ------------------------------------------------------------------ against the real head
-def test_submit_tiny_job_follows_logs_to_success_and_registers_the_model(ray_head, tmp_path, capsys):
+def test_submit_tiny_job_with_s3_storage_follows_logs_to_success_and_registers_the_model(ray_head, tmp_path, capsys,
+                                                                                          s3_prefix):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
-    job = write_job(tmp_path)
+    from orchestrator.storage import filesystem
+
+    job = write_job(tmp_path, results=s3_prefix)  # the head reaches S3 with the AWS environment it was started with
     rc = main(["submit", str(job), "--address", ray_head])
     out, err = capsys.readouterr()
     assert "submitted ganforge-tiny-" in err and f"dashboard: {ray_head}/#/jobs/ganforge-tiny-" in err
@@ -175,6 +179,9 @@ def test_submit_tiny_job_follows_logs_to_success_and_registers_the_model(ray_hea
     assert "_ganforge_submit/tiny.yaml" in client.info(submission_id).entrypoint
     versions = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_model_versions("name='tiny-gan'")
     assert versions, "the job did not register tiny-gan in the MLflow its YAML named"
+    s3, root = filesystem(s3_prefix)
+    stored = [i.path for i in s3.get_file_info(pafs.FileSelector(root, recursive=True))]
+    assert any(p.endswith("/ganforge-run.json") for p in stored) and any("/checkpoint_" in p for p in stored)
 
 
 def test_jobs_commands_list_status_logs_and_stop_a_long_job(ray_head, tmp_path, capsys):

@@ -84,8 +84,9 @@ def print_plan(job, out=None, as_json: bool = False) -> None:
         "registered_model": (f"{job.spec.model_name}@{job.spec.registry.alias}" if job.spec.registry.enabled else "(registry disabled)"),
         "ray": job.spec.cluster.address or "embedded (local)",
     })
+    described = Redactor.for_job(job).value(described)  # a plan is printed: no ${VAR} value or password in it
     if as_json:
-        print(json.dumps(Redactor.from_environment(job.text).value(described), indent=2, default=str), file=out)
+        print(json.dumps(described, indent=2, default=str), file=out)
         return
     width = max(len(k) for k in described)
     for key, value in described.items():
@@ -120,8 +121,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.runner import run_job
 
     job, path = _stored_run(args)
-    print(f"ganforge: resuming {path}")
-    run_job(job, resume_path=path)
+    run_job(job, resume_path=path)  # says what it resumes, without the secrets a path may hold
     return 0
 
 

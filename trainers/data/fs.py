@@ -157,16 +157,39 @@ def _request_attempts() -> int:
         raise DataError(f"GANFORGE_S3_MAX_ATTEMPTS must be an integer, got {raw!r}") from None
 
 
+def sdk_retry_environment() -> dict[str, str]:
+    """The same retry policy for boto3/botocore clients (e.g. MLflow's S3 artifact store), which read it from the
+    standard AWS environment: standard mode retries 5xx, throttling and dropped connections with backoff."""
+    return {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": str(_request_attempts())}
+
+
+class RetryingS3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3FileSystem whose retry policy survives pickling. pyarrow pickles endpoint, region and timeouts but
+    not the retry strategy, so a copy (Ray ships Tune's storage filesystem to every trial and into the experiment
+    state) would fall back to 3 attempts: one 503 burst on a HEAD then loses a trial's results on resume."""
+
+    def __init__(self, max_attempts: int, **kwargs) -> None:
+        super().__init__(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts), **kwargs)
+        self.max_attempts = max_attempts
+
+    def __reduce__(self):
+        _, (kwargs,) = super().__reduce__()  # no keys in it: the SDK's default chain finds them in each process
+        return _rebuild_s3_filesystem, (self.max_attempts, kwargs)
+
+
+def _rebuild_s3_filesystem(max_attempts: int, kwargs: dict) -> RetryingS3FileSystem:
+    return RetryingS3FileSystem(max_attempts, **kwargs)
+
+
 def _new_s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileSystem:
     kwargs: dict = dict(
         # With no region anywhere the SDK would probe the EC2 metadata service; S3-compatible stores ignore it.
         region=region or DEFAULT_REGION,
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         request_timeout=S3_REQUEST_TIMEOUT_S,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=_request_attempts()),
     )
     if endpoint:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme or "https")
     # Keys, session tokens and profiles are picked up by the AWS SDK's default chain; we never pass them.
-    return pafs.S3FileSystem(**kwargs)
+    return RetryingS3FileSystem(_request_attempts(), **kwargs)

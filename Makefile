@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean chromium
+.PHONY: install demo test test-any-order bench clean chromium
 
 # The stamp depends on pyproject.toml so a dependency change reinstalls.
 $(STAMP): pyproject.toml
@@ -26,6 +26,10 @@ chromium:
 
 test: install chromium
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 tests
+
+# The suite must pass in any order: modules and the tests inside each shuffled (the seed is printed with -v).
+test-any-order: install
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 --random-order-bucket=module tests
 
 clean:
 	rm -rf $(VENV) ganforge-results mlflow.db mlruns

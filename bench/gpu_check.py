@@ -4,6 +4,12 @@ Run on a machine with a CUDA GPU (trainers only: no Ray or MLflow needed there):
 
     python bench/gpu_check.py --out DIR [--seconds 8] [--pack 1,2,4,8] [--pack-seconds 20]
 
+or, for the packing figure through the path users take (Ray places `ganforge run` trials with
+`resources.gpus_per_trial: 1/N` on one GPU; embedded Ray and a SQLite MLflow store in DIR):
+
+    python bench/gpu_check.py --ray --out DIR [--pack 1,2,4,8] [--ray-steps 2000] [--data-paths held]
+    python bench/gpu_check.py --ray --device cpu --pack 1,2 --ray-steps 40 --data-paths held   # smoke, no GPU
+
 1. Speed of one training step (`GANTrainer.train_steps`) for DCGAN and the small StyleGAN on 32x32 RGB images,
    batch 256: fp32, bf16 autocast (`train.precision: bf16`), and bf16 + channels_last (`train.channels_last`), each
    with the data set streamed through Arrow (`data.resident_mb: 0`) and held in GPU memory (the default for a data
@@ -158,6 +164,76 @@ def packed_rate(uri: str, n: int, device: str, seconds: float, cache: str, data_
     return sum(rates)
 
 
+RAY_PACK_JOB = """\
+name: pack-{n}
+data: {{uri: "{uri}", batch_size: 64, resident_mb: {resident_mb}}}
+model: {{family: dcgan, latent_dim: 64, width: 64}}
+train: {{steps: {steps}, eval_every: {half}, eval_samples: 1000, ema_decay: 0.0, precision: bf16, channels_last: true,
+        device: {device}}}
+search: {{scheduler: fifo, num_samples: {n}, space: {{train.seed: {{randint: [0, 100000]}}}}}}
+resources: {{cpus_per_trial: {cpus}, gpus_per_trial: {gpus}}}
+storage: {{uri: "{work}/ray-pack-{n}-{data_path}"}}
+registry: {{enabled: false, tracking_uri: "sqlite:///{work}/ray-pack.db"}}
+"""
+
+
+def ray_packed_rate(uri: str, n: int, device: str, steps: int, work: Path, data_path: str) -> tuple[float, bool]:
+    """Aggregate generator steps/s of n trials that Ray placed on one GPU (`gpus_per_trial: 1/n`), the path users
+    take: a `ganforge run` search of n trials. Each trial's rate is its second half (between its two reports, after
+    model build, data warm-up and the first evaluation); the sum counts only if all n ran at once."""
+    import io
+    import json as _json
+
+    import ray
+
+    from orchestrator.runner import run_job
+    from orchestrator.spec import load_job_text
+
+    cpus = max(0.25, (ray.cluster_resources().get("CPU", 1.0) - 0.5) / n)  # the driver keeps a sliver
+    text = RAY_PACK_JOB.format(n=n, uri=uri, resident_mb=DATA_PATHS[data_path], steps=steps, half=steps // 2,
+                               device="auto" if device == "cuda" else device, cpus=f"{cpus:.3f}", gpus=1 / n,
+                               work=work, data_path=data_path)
+    outcome = run_job(load_job_text(text), stream=io.StringIO(), cache_dir=str(work / "cache"))
+    rates, spans = [], []
+    for trial in outcome.ranking:
+        path = Path(outcome.run_path, f"trial_{trial.trial_id}", "result.json")
+        first, last = [_json.loads(line) for line in path.read_text().splitlines()][:2]
+        rates.append((last["step"] - first["step"]) / (last["reported_at"] - first["reported_at"]))
+        spans.append((first["reported_at"], last["reported_at"]))
+    # All at once: every trial's timed half overlaps every other's.
+    together = len(rates) == n and max(start for start, _ in spans) < min(end for _, end in spans)
+    return sum(rates), together
+
+
+def ray_packing(args, uri: str, work: Path) -> None:
+    """--ray: the packing table measured through Ray placement (one GPU; logical on a CPU-only smoke run)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # A real GPU is detected; `--device cpu` declares one logical GPU so the same placement runs anywhere.
+    ray.init(num_gpus=None if args.device == "cuda" else 1, include_dashboard=False, logging_level="WARNING")
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus != 1:
+            raise SystemExit(f"--ray measures one GPU; this machine's Ray sees {gpus:g} (set CUDA_VISIBLE_DEVICES)")
+        rows = []
+        print("\n| trials per GPU (Ray placement) | gpus_per_trial | data | aggregate G steps/s | vs 1 trial | "
+              "all at once |\n|---:|---:|---|---:|---:|---|")
+        for data_path in args.data_paths.split(","):
+            single = None
+            for n in (int(v) for v in args.pack.split(",")):
+                rate, together = ray_packed_rate(uri, n, args.device, args.ray_steps, work, data_path)
+                single = single or rate
+                rows.append({"trials": n, "data": data_path, "aggregate_steps_per_s": rate, "vs_one": rate / single,
+                             "all_at_once": together})
+                print(f"| {n} | {1 / n:g} | {data_path} | {rate:.1f} | {rate / single:.2f} | {together} |", flush=True)
+    finally:
+        ray.shutdown()
+    (Path(args.out) / "gpu_check_ray.json").write_text(json.dumps({"device": args.device, "packing": rows}, indent=2))
+    print(" ".join([f"device={args.device}", *(f"ray_pack_{r['trials']}_{r['data']}_vs_one={r['vs_one']:.2f}"
+                                                 for r in rows)]))
+
+
 def quality(precision: str, device: str, steps: int, cache: str) -> dict[str, float]:
     cfg = GANConfig.model_validate({
         "data": {"uri": "builtin:digits", "batch_size": 64},
@@ -188,6 +264,9 @@ def main() -> None:
     parser.add_argument("--pack-seconds", type=float, default=20.0)
     parser.add_argument("--quality-steps", type=int, default=1500)
     parser.add_argument("--data-paths", default="streamed,held", help="of " + ", ".join(DATA_PATHS))
+    parser.add_argument("--ray", action="store_true",
+                        help="only the packing table, through Ray placement (gpus_per_trial 1/N) instead of processes")
+    parser.add_argument("--ray-steps", type=int, default=2000, help="generator steps per trial with --ray")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +278,8 @@ def main() -> None:
                     "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
     print(f"# gpu_check on {report['device']} (torch {report['torch']})", flush=True)
     uri = blobs_uri(work)
+    if args.ray:
+        return ray_packing(args, uri, work)
 
     report["held_matches_streamed"] = held_matches_streamed(uri, device)
     print(f"\nbatches held on {device} identical to streamed ones: {report['held_matches_streamed']}", flush=True)

@@ -32,6 +32,7 @@ import torch
 from ray import train, tune
 from ray.util.queue import Empty, Queue
 
+from orchestrator.devices import trial_device
 from orchestrator.trial import (SENTINEL, TrialContext, _finite, _open_tracker, applied_hparams, fingerprint,
                                quiet_ray_logs)
 from trainers.config import GANConfig
@@ -63,7 +64,9 @@ def _worker_loop(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(config["cpus"])))
     cfg = GANConfig.model_validate(config["cfg"])
-    device = train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+    device = trial_device(cfg.train.device, config["gpus"], who=f"rank {rank}").device
+    if device.type == "cuda":  # Ray Train shows a node's workers all their GPUs: it knows which one is this rank's
+        device = train.torch.get_device()
     trainer = GANTrainer(cfg, cache_dir=config["cache_dir"], device=device, rank=rank, world_size=world,
                          select_metric=config["metric"])
     provenance: dict[str, float] = {"rank0_pid": float(os.getpid())}
@@ -160,7 +163,8 @@ def run_ddp_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     trainer = _torch_trainer()(
         _worker_loop,
         train_loop_config={"cfg": cfg.model_dump(), "metric": ctx.metric, "sentinel": SENTINEL[ctx.mode],
-                           "cache_dir": ctx.cache_dir, "cpus": ctx.cpus_per_trial, "restore": tune.get_checkpoint()},
+                           "cache_dir": ctx.cache_dir, "cpus": ctx.cpus_per_trial, "gpus": ctx.gpus_per_trial,
+                           "restore": tune.get_checkpoint()},
         scaling_config=train.ScalingConfig(
             num_workers=ctx.workers_per_trial,
             use_gpu=ctx.gpus_per_trial > 0,

@@ -92,6 +92,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
 
     from orchestrator.progress import TrialTable
     from orchestrator.tracking import JobTracker, Redactor, safe_uri
+    from orchestrator.tune_logs import result_loggers
 
     stream = stream or sys.stdout  # at call time: a default bound at import outlives a replaced stdout
     spec = job.spec
@@ -168,11 +169,11 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
                 storage_filesystem=storage_fs,
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=_checkpoints_to_keep(spec),
+                    num_to_keep=_checkpoints_to_keep(spec, plan.evaluations_per_trial),
                     checkpoint_score_attribute=plan.metric,
                     checkpoint_score_order=plan.mode,
                 ),
-                callbacks=[table] + _report_refresh(job, run_path),
+                callbacks=[table, *result_loggers(), *_report_refresh(job, run_path)],  # result.json only: orchestrator/tune_logs.py
                 verbose=0,
             ),
         )
@@ -285,10 +286,15 @@ def make_trainable(plan: SearchPlan, ctx: TrialContext):
     return tune.with_resources(tune.with_parameters(function, ctx=ctx), plan.resources(ctx.gpus_per_trial))
 
 
-def _checkpoints_to_keep(spec) -> Optional[int]:
+def _checkpoints_to_keep(spec, evaluations_per_trial: int) -> Optional[int]:
     """PBT hands a donor's checkpoint to a recipient some reports after it was written; Tune prunes by score, so
-    with a bounded number kept the donor's copy was often gone by then (the recipient errored). PBT keeps them all."""
-    return None if spec.search.scheduler == "pbt" else spec.storage.checkpoints_to_keep
+    with a bounded number kept the donor's copy was often gone by then (the recipient errored). PBT keeps them all.
+
+    A trial that never writes more checkpoints than are kept loses none either way; but a bound makes Tune force an
+    experiment-state sync whenever a trial has written that many since the last one (about once per trial), and
+    each sync re-uploads every trial's result files: S3 requests growing with trials² (bench/search_scale.py)."""
+    keep = spec.storage.checkpoints_to_keep
+    return None if spec.search.scheduler == "pbt" or keep >= evaluations_per_trial else keep
 
 
 def _cluster_cpus() -> float:

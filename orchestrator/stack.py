@@ -304,13 +304,15 @@ class RayPorts:
 
 
 def ray_head_argv(temp_dir: Path, ports: RayPorts, num_cpus: int | None = None,
-                  object_store_bytes: int | None = None) -> list[str]:
+                  object_store_bytes: int | None = None, num_gpus: int | None = None) -> list[str]:
     """`ray start --head --block` bound to 127.0.0.1; --block keeps `ray start` alive as the group leader."""
     argv = [venv_bin("ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
             "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--disable-usage-stats",
             f"--temp-dir={temp_dir}", *ports.flags()]
     if num_cpus is not None:
         argv.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:  # logical GPUs: Ray schedules and assigns them whether or not the hardware exists
+        argv.append(f"--num-gpus={num_gpus}")
     if object_store_bytes is not None:
         argv.append(f"--object-store-memory={object_store_bytes}")
     return argv
@@ -318,7 +320,7 @@ def ray_head_argv(temp_dir: Path, ports: RayPorts, num_cpus: int | None = None,
 
 def start_ray_head(workdir: Path, *, num_cpus: int | None = None, object_store_bytes: int | None = None,
                    env: dict[str, str] | None = None, ports: RayPorts | None = None,
-                   wait: bool = True) -> tuple[Service, RayPorts]:
+                   wait: bool = True, num_gpus: int | None = None) -> tuple[Service, RayPorts]:
     """Start a Ray head (Jobs API included) whose processes all live in one process group under `workdir`.
 
     Ray's temp dir holds unix sockets whose paths must stay under ~107 characters, so keep `workdir` short.
@@ -327,7 +329,7 @@ def start_ray_head(workdir: Path, *, num_cpus: int | None = None, object_store_b
     workdir = Path(workdir)
     temp_dir = workdir / "ray"
     temp_dir.mkdir(parents=True, exist_ok=True)
-    argv = ray_head_argv(temp_dir, ports, num_cpus, object_store_bytes)
+    argv = ray_head_argv(temp_dir, ports, num_cpus, object_store_bytes, num_gpus)
     head_env = child_env({"RAY_AUTH_MODE": "disabled", **(env or {})})
     log = workdir / "logs" / "ray.log"
     dashboard = f"http://127.0.0.1:{ports.dashboard}"

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +19,7 @@ from typing import Any, Optional
 import torch
 from ray import tune
 
+from orchestrator.devices import trial_device
 from orchestrator.report.grids import record_grid
 from orchestrator.search import expand_trial_config
 from trainers.config import GANConfig
@@ -91,10 +93,12 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)
-    tracker = _open_tracker(ctx, trial_id, {k: v for k, v in config.items()})
-    trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric)
+    placed = trial_device(cfg.train.device, ctx.gpus_per_trial, who=f"trial {trial_id}")
+    tracker = _open_tracker(ctx, trial_id, {**config, **placed.params()})
+    trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
     status = "FAILED"
-    provenance: dict[str, float] = {"pid": float(os.getpid())}
+    # Wall-clock start: lets anyone count how many trials ran at once from the reports alone.
+    provenance: dict[str, float] = {"pid": float(os.getpid()), "started_at": time.time()}
     try:
         checkpoint = tune.get_checkpoint()
         if checkpoint:
@@ -148,6 +152,7 @@ def _report(trainer: GANTrainer, metrics: dict[str, float], tracker) -> None:
         if tracker is not None:
             tracker.log_metrics(_finite(metrics), step=trainer.step)
             tracker.log_artifact(directory / "grid.png", artifact_path=f"grids/step_{trainer.step:07d}")
+        metrics["reported_at"] = time.time()  # with started_at: when the trial ran, to count trials run at once
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
     finally:
         shutil.rmtree(directory, ignore_errors=True)  # Tune has copied it to storage

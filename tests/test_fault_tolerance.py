@@ -23,7 +23,8 @@ from typing import Callable, Optional, TypeVar
 import pytest
 
 # group_pids: a node's processes, including the workers that left its process group (see orchestrator.stack).
-from orchestrator.stack import RayPorts, Service, child_env, group_pids, spawn, start_ray_head, stop_group, venv_bin
+from orchestrator.stack import RayPorts, Service, child_env, group_pids, spawn, stop_group, venv_bin
+from tests.fixtures.ray_head import start_head
 
 OBJECT_STORE_BYTES = 256 * 1024**2
 # The GCS declares a silent node dead after failure_threshold missed health checks (defaults: 5, every 3 s, each
@@ -69,7 +70,7 @@ def head(tmp_path_factory):
     workdir = Path(tempfile.mkdtemp(prefix="gf-ft-"))
     cache = tmp_path_factory.mktemp("ft-cache")
     # Trials run in the head's processes: they take the data cache (and fast node-death detection) from its env.
-    service, ports = start_ray_head(workdir, num_cpus=2, object_store_bytes=OBJECT_STORE_BYTES,
+    service, ports = start_head(workdir, num_cpus=2, object_store_bytes=OBJECT_STORE_BYTES,
                                     env={"GANFORGE_CACHE": str(cache), **FAST_NODE_DEATH})
     try:
         yield Head(f"127.0.0.1:{ports.gcs}", workdir, cache, service)

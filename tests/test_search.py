@@ -369,10 +369,18 @@ def _report_pid(config: dict) -> None:
 
 
 def _idle_workers() -> set[int]:
-    import subprocess
+    """Idle Ray workers of this test's own embedded cluster (its raylet is a child of this process), not the
+    machine's: other Ray clusters on the machine have idle workers too."""
+    import psutil
 
-    out = subprocess.run(["pgrep", "-f", "^ray::IDLE"], capture_output=True, text=True).stdout
-    return {int(pid) for pid in out.split()}
+    idle = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(proc.cmdline()).startswith("ray::IDLE"):
+                idle.add(proc.pid)
+        except psutil.Error:  # gone between listing and reading
+            pass
+    return idle
 
 
 def test_prestarted_workers_become_the_trial_processes(ray_local, tmp_path):

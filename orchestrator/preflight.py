@@ -168,22 +168,29 @@ def tracking_server(job: LoadedJob, ctx: Context) -> None:
         _local_writable(Path(uri[len("sqlite:///"):]).parent)  # the database file is created on first use
 
 
-def _auth_headers() -> dict[str, str]:
-    """MLflow's standard credentials, as its own client sends them."""
+def _auth_headers(url_user: str | None, url_password: str | None) -> dict[str, str]:
+    """MLflow's standard credentials, as its own client sends them: user:password in the URI, else the environment."""
+    if url_user:
+        return _basic(urllib.parse.unquote(url_user), urllib.parse.unquote(url_password or ""))
     if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
         return {"Authorization": f"Bearer {token}"}
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and password:
-        import base64
+    return _basic(user, password) if user and password else {}
 
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-    return {}
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def _http_get(base: str, path: str) -> tuple[int, bytes]:
     """One GET with HTTP_TIMEOUT_S and no retries; HTTP error statuses are returned, not raised."""
-    url = base.rstrip("/") + path
-    request = urllib.request.Request(url, headers=_auth_headers())
+    parts = urllib.parse.urlsplit(base.rstrip("/") + path)
+    # urllib would take user:password@ for part of the host name: it travels as a header instead.
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    request = urllib.request.Request(url, headers=_auth_headers(parts.username, parts.password))
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
             return response.status, response.read()

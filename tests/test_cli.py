@@ -73,6 +73,9 @@ def test_metric_must_fit_the_data_kind(capsys, tmp_path):
     assert any("search.metric: 'reverse_kl' is not reported for image data" in line for line in lines), lines
     lines = errors_of(capsys, tmp_path, GOOD + "  metric: fdi\n")
     assert any("unknown metric 'fdi'; did you mean" in line for line in lines), lines
+    # A value trials report outside the suites (an applied hyperparameter, a diagnostic) ranks with its direction.
+    (tmp_path / "reported.yaml").write_text(GOOD + "  metric: applied_lr_g\n  mode: max\n")
+    assert run_cli(capsys, "validate", str(tmp_path / "reported.yaml"))[0] == 0
 
 
 def test_all_errors_reported_up_to_a_cap(capsys, tmp_path):

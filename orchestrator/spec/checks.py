@@ -132,9 +132,12 @@ def kind_issues(spec: JobSpec, kind: str) -> Iterator[Issue]:
 @check
 def data_fits(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
     metric = spec.search.metric
-    if metric != "auto" and metric not in METRIC_MODES:
+    # A value trials report beside the suites' metrics (a diagnostic, an applied hyperparameter) may be ranked by,
+    # but only with its direction stated: without search.mode an unknown name is far more often a typo.
+    if metric != "auto" and metric not in METRIC_MODES and spec.search.mode is None:
         yield Issue(("search", "metric"), f"search.metric: unknown metric {metric!r}"
-                                          f"{suggest(metric, METRIC_MODES)} (known: auto, {', '.join(METRIC_MODES)})")
+                                          f"{suggest(metric, METRIC_MODES)} (known: auto, {', '.join(METRIC_MODES)}; "
+                                          "another reported value needs search.mode)")
     kind = data_kind(spec.data.uri)
     if kind:
         yield from kind_issues(spec, kind)

@@ -143,7 +143,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
         tracker.end("FAILED")  # the job's MLflow run must not stay RUNNING forever
         raise
     ctx = TrialContext(
-        base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
+        base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train", "metrics")},
         metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
         tracking=TrackingTarget(tracking_uri, spec.experiment, parent_run_id),
         workers_per_trial=spec.resources.workers_per_trial, gpus_per_trial=gpus,

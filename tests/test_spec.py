@@ -124,7 +124,7 @@ def test_cli_dry_run_prints_plan_without_ray():
     res = cli("run", "jobs/quickstart.yaml", "--dry-run", "--set", "search.num_samples=8")
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for expected in ("trials", "8", "asha", "fid (min)", "train.lr_g", "digits-dcgan@champion", "ganforge-results"):
+    for expected in ("trials", "8", "asha", "fd_own (min)", "train.lr_g", "digits-dcgan@champion", "ganforge-results"):
         assert expected in out
 
 
@@ -135,14 +135,18 @@ def test_catalog_declares_exactly_the_implemented_components():
     from trainers.augment import AUGMENTATIONS
     from trainers.families import FAMILIES
     from trainers.losses import LOSSES
-    from trainers.metrics import METRIC_SUITES
+    from trainers.metrics.base import METRIC_SUITES, load_all_suites
+    from trainers.metrics.declared import FEATURE_SPACES, METRIC_SUITE_INFO
+    from trainers.metrics.extractors import EXTRACTORS
     from trainers.optim import OPTIMIZERS
     from trainers.penalties import PENALTIES
+
+    load_all_suites()
 
     for declared, implemented in ((catalog.FAMILY_INFO, FAMILIES), (catalog.LOSS_INFO, LOSSES),
                                   (catalog.PENALTY_INFO, PENALTIES), (catalog.OPTIMIZER_NAMES, OPTIMIZERS),
                                   (catalog.PRECISION_NAMES, PRECISIONS), (catalog.AUGMENT_NAMES, AUGMENTATIONS),
-                                  (catalog.METRIC_SUITE_INFO, METRIC_SUITES)):
+                                  (METRIC_SUITE_INFO, METRIC_SUITES), (FEATURE_SPACES, EXTRACTORS)):
         assert declared.names() == implemented.names(), declared.kind
     with pytest.raises(ValueError, match="not declared in trainers/catalog.py"):
         FAMILIES.register("biggan")

@@ -166,4 +166,4 @@ class JobSpec(GANConfig):
         return self.registry.experiment or f"ganforge/{self.name}"
 
     def gan_config(self) -> GANConfig:
-        return GANConfig(data=self.data, model=self.model, train=self.train)
+        return GANConfig(data=self.data, model=self.model, train=self.train, metrics=self.metrics)

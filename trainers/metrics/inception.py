@@ -91,13 +91,14 @@ class InceptionB(nn.Module):
 class InceptionC(nn.Module):
     def __init__(self, cin: int, c7: int) -> None:
         super().__init__()
-        row, col = ((1, 7), (0, 3)), ((7, 1), (3, 0))
+        row = {"kernel": (1, 7), "padding": (0, 3)}
+        col = {"kernel": (7, 1), "padding": (3, 0)}
         self.branch1x1 = _conv(cin, 192, 1)
-        self.branch7x7_1, self.branch7x7_2 = _conv(cin, c7, 1), _conv(c7, c7, *row)
-        self.branch7x7_3 = _conv(c7, 192, *col)
-        self.branch7x7dbl_1, self.branch7x7dbl_2 = _conv(cin, c7, 1), _conv(c7, c7, *col)
-        self.branch7x7dbl_3, self.branch7x7dbl_4 = _conv(c7, c7, *row), _conv(c7, c7, *col)
-        self.branch7x7dbl_5 = _conv(c7, 192, *row)
+        self.branch7x7_1, self.branch7x7_2 = _conv(cin, c7, 1), _conv(c7, c7, **row)
+        self.branch7x7_3 = _conv(c7, 192, **col)
+        self.branch7x7dbl_1, self.branch7x7dbl_2 = _conv(cin, c7, 1), _conv(c7, c7, **col)
+        self.branch7x7dbl_3, self.branch7x7dbl_4 = _conv(c7, c7, **row), _conv(c7, c7, **col)
+        self.branch7x7dbl_5 = _conv(c7, 192, **row)
         self.branch_pool = _conv(cin, 192, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

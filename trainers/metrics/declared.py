@@ -114,3 +114,19 @@ def resolve_metric(metric: str, kind: str, features: str = "own") -> tuple[str, 
             return meant, (f"search.metric: {metric!r} now names the Inception score only; with metrics.features "
                            f"{space} it is {meant!r}, which this job ranks by (rename it in the job file)")
     return metric, None
+
+
+def scoring_plan(kind: str, features: str, weights: Optional[str], eval_samples: int, num_rows: int) -> dict:
+    """How a job's samples will be scored, known before any trial runs (the run record and the report show it)."""
+    from trainers.metrics.split import fit_size, reference_size
+
+    suite = METRIC_SUITE_INFO.get(kind)
+    plan = {"suite": kind, "n_fake": eval_samples, "n_real": reference_size(num_rows, eval_samples)}
+    if suite.uses_features:
+        space = FEATURE_SPACES.get(features)
+        plan.update(features=features, resize=space.resize, description=space.description)
+        if space.weights_file:
+            plan.update(weights_file=space.weights_file, weights=weights or "$GANFORGE_WEIGHTS or the cache")
+        else:
+            plan["fit_rows"] = fit_size(num_rows)
+    return plan

@@ -9,17 +9,28 @@ reference set is a prefix of the held-out rows (a larger eval_samples extends it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-import torch
-from torch import Tensor
 
-RealSamples = tuple[Tensor, Optional[Tensor]]
+if TYPE_CHECKING:  # torch-free at import: the report and the run record use the sizes below
+    from torch import Tensor
+
+RealSamples = tuple["Tensor", Optional["Tensor"]]
 
 SPLIT_SEED = 20_180_601
 FIT_ROWS_MAX = 10_000
 MIN_ROWS = 4  # two to fit, two to hold out
+
+
+def fit_size(num_rows: int) -> int:
+    """Rows that fit feature networks; the other num_rows - fit_size(num_rows) are held out."""
+    return min(FIT_ROWS_MAX, num_rows // 2)
+
+
+def reference_size(num_rows: int, num_samples: int) -> int:
+    """Real samples every score compares with: num_samples held-out rows, or all of them when fewer."""
+    return min(num_samples, num_rows - fit_size(num_rows))
 
 
 @dataclass
@@ -31,8 +42,10 @@ class RealRows:
     name: str = "data"
 
     @classmethod
-    def of(cls, x: Tensor, y: Optional[Tensor] = None, name: str = "data") -> "RealRows":
+    def of(cls, x: "Tensor", y: Optional["Tensor"] = None, name: str = "data") -> "RealRows":
         """Rows already in memory (tests, small data sets)."""
+        import torch
+
         return cls(len(x), lambda rows: (x[torch.from_numpy(rows)], None if y is None else y[torch.from_numpy(rows)]),
                    name)
 
@@ -44,7 +57,7 @@ class RealRows:
 
     @property
     def fit_size(self) -> int:
-        return min(FIT_ROWS_MAX, self.num_rows // 2)
+        return fit_size(self.num_rows)
 
     def fit_rows(self) -> np.ndarray:
         return np.sort(self._order[: self.fit_size])

@@ -6,35 +6,25 @@ that ignore padding, a max pool in the last block), with torchvision's parameter
 as clean-fid's `legacy_pytorch` mode feeds it: model-range [-1, 1] -> [0, 255] floats (grey replicated to RGB),
 `F.interpolate(bilinear, align_corners=False)` to 299x299, clipped to [0, 255], then x/255 * 2 - 1.
 
-Weights are found, in order, at `metrics.weights` (a file, or a directory holding the file), `$GANFORGE_WEIGHTS`
-(likewise), the cache's `weights/` folder, else downloaded from pytorch-fid's release into that folder when the
-network allows. They are read with `torch.load(weights_only=True)`: tensors only, nothing unpickled. torch-fidelity's
-extractor (its own loader unpickles with weights_only=False, and it needs torchvision) is deliberately not used.
+Weights (found by weights.py) are read with `torch.load(weights_only=True)`: tensors only, nothing unpickled.
+torch-fidelity's extractor is deliberately not used: its loader unpickles (weights_only=False), it always resizes the
+TF1 way rather than legacy_pytorch's, and it needs torchvision. torchmetrics computes FID/KID on these features.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from trainers.metrics.declared import INCEPTION_WEIGHTS
+from trainers.metrics.weights import TTUR_SHA256_PREFIX, InceptionWeightsMissing, find_weights, sha256_of
 
-WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_WEIGHTS}"
-WEIGHTS_ENV = "GANFORGE_WEIGHTS"
-TTUR_SHA256_PREFIX = INCEPTION_WEIGHTS.rsplit("-", 1)[1].split(".")[0]  # torch.hub's convention: the file's digest
+__all__ = ["INCEPTION_WEIGHTS", "TTUR_SHA256_PREFIX", "InceptionWeightsMissing", "FIDInceptionV3", "find_weights",
+           "legacy_pytorch_resize", "load_inception", "sha256_of"]
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
-DOWNLOAD_TIMEOUT_S = 20
-
-
-class InceptionWeightsMissing(FileNotFoundError):
-    """No usable weights file: the message names the file expected and where it was looked for."""
 
 
 def _conv(cin: int, cout: int, kernel, stride=1, padding=0) -> "BasicConv2d":
@@ -188,64 +178,6 @@ def legacy_pytorch_resize(x: torch.Tensor) -> torch.Tensor:
         x = x.expand(-1, 3, -1, -1)  # grey -> RGB by replication, as PIL's convert("RGB")
     x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False).clamp(0.0, 255.0)
     return x / 255.0 * 2.0 - 1.0  # pytorch-fid's normalize_input
-
-
-def _candidates(configured: Optional[str], cache_dir: Optional[Path]) -> list[tuple[str, Path]]:
-    """(what named it, file path) in the order they are tried."""
-    found = []
-    for source, value in (("metrics.weights", configured), (f"${WEIGHTS_ENV}", os.environ.get(WEIGHTS_ENV))):
-        if value:
-            path = Path(value).expanduser()
-            found.append((source, path / INCEPTION_WEIGHTS if path.is_dir() else path))
-    if cache_dir is not None:
-        found.append(("the cache", cache_dir / "weights" / INCEPTION_WEIGHTS))
-    return found
-
-
-def find_weights(configured: Optional[str], cache_dir: Optional[Path], download: bool = True) -> Path:
-    """The weights file to use; downloads into the cache only when nothing was configured and the network allows."""
-    candidates = _candidates(configured, cache_dir)
-    for _, path in candidates:
-        if path.is_file():
-            return path
-    explicit = [c for c in candidates if c[0] != "the cache"]
-    if download and not explicit and cache_dir is not None:
-        target = cache_dir / "weights" / INCEPTION_WEIGHTS
-        try:
-            return _download(target)
-        except OSError as exc:
-            reason = f"; download from {WEIGHTS_URL} failed: {exc}"
-    else:
-        reason = ""
-    looked = ", ".join(f"{source} ({path})" for source, path in candidates) or "nowhere (no cache folder)"
-    raise InceptionWeightsMissing(
-        f"metrics.features inception needs the Inception weights file {INCEPTION_WEIGHTS} (pytorch-fid's port of "
-        f"TTUR's graph, {WEIGHTS_URL}); not found at {looked}{reason}. Put the file there, or set metrics.weights "
-        f"or ${WEIGHTS_ENV} to the file or its folder"
-    )
-
-
-def _download(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with urllib.request.urlopen(WEIGHTS_URL, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        if not sha256_of(tmp).startswith(TTUR_SHA256_PREFIX):
-            raise OSError(f"the downloaded file's SHA-256 does not start with {TTUR_SHA256_PREFIX}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_inception(path: Path) -> FIDInceptionV3:

@@ -58,3 +58,25 @@ def test_copying_the_networks_training_rows_does_not_reach_the_floor(data, fresh
     assert ev.evaluate(real_sampler(held_x, seed=1234))["fd_own"] == pytest.approx(floor)  # the floor's own draw
     assert copier["fd_own"] > 1.2 * floor, (copier["fd_own"], floor)
     assert copier["kd_own"] > ev.floors["kd_own_floor"]
+
+
+def test_report_and_run_record_say_how_scores_were_made():
+    from orchestrator.report.data import ReportData
+    from orchestrator.report.sections import provenance
+    from trainers.metrics.declared import scoring_plan
+
+    assert scoring_plan("image", "own", None, 1000, 1797) == {
+        "suite": "image", "n_fake": 1000, "n_real": 1797 - 1797 // 2, "features": "own",
+        "resize": "none (native resolution)", "fit_rows": 1797 // 2,
+        "description": scoring_plan("image", "own", None, 1, 1797)["description"]}
+    inception = scoring_plan("image", "inception", "/w", 100, 50_000)
+    assert inception["n_real"] == 100 and inception["weights_file"] == "pt_inception-2015-12-05-6726825d.pth"
+    assert "fit_rows" not in inception and "legacy_pytorch" in inception["resize"]
+
+    data = ReportData(name="j", metric="fid", mode="min", trials=[], eval_samples=1000,
+                      dataset={"kind": "image", "rows": 50_000}, resolved_spec={"metrics": {"features": "inception"}})
+    page = provenance.render(data)
+    assert "Comparable with published FIDs" in page and "legacy_pytorch" in page and "1,000 held-out real" in page
+    own = provenance.render(ReportData(name="j", metric="fd_own", mode="min", trials=[], eval_samples=1000,
+                                       dataset={"kind": "image", "rows": 1797}))
+    assert "not with papers" in own and "fitted on 898 rows" in own and "899 held-out real" in own

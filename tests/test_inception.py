@@ -47,7 +47,7 @@ def test_inception_scores_under_its_own_names_and_records_its_weights(weights_di
     p = ev.provenance
     assert p["features"] == "inception" and p["weights_file"] == INCEPTION_WEIGHTS
     assert p["weights_sha256"] == sha256_of(weights_dir / INCEPTION_WEIGHTS) and p["weights_match_ttur"] is False
-    assert p["n_fake"] == N and p["n_real"] == N and "legacy_pytorch" in p["resize"]
+    assert p["n_fake"] == N and p["n_real"] == N and "legacy_pytorch" in p["resize"] and "fit_rows" not in p
 
 
 def test_missing_weights_name_the_expected_file(tmp_path, monkeypatch):

@@ -69,14 +69,14 @@ def test_report_and_run_record_say_how_scores_were_made():
         "suite": "image", "n_fake": 1000, "n_real": 1797 - 1797 // 2, "features": "own",
         "resize": "none (native resolution)", "fit_rows": 1797 // 2,
         "description": scoring_plan("image", "own", None, 1, 1797)["description"]}
-    inception = scoring_plan("image", "inception", "/w", 100, 50_000)
-    assert inception["n_real"] == 100 and inception["weights_file"] == "pt_inception-2015-12-05-6726825d.pth"
+    inception = scoring_plan("image", "inception", "/w", 50_000, 50_000)
+    assert inception["n_real"] == 50_000  # nothing fitted on the data: the whole set is the reference, as in papers and inception["weights_file"] == "pt_inception-2015-12-05-6726825d.pth"
     assert "fit_rows" not in inception and "legacy_pytorch" in inception["resize"]
 
     data = ReportData(name="j", metric="fid", mode="min", trials=[], eval_samples=1000,
                       dataset={"kind": "image", "rows": 50_000}, resolved_spec={"metrics": {"features": "inception"}})
     page = provenance.render(data)
-    assert "Comparable with published FIDs" in page and "legacy_pytorch" in page and "1,000 held-out real" in page
+    assert "Comparable with published FIDs" in page and "legacy_pytorch" in page and "1,000 real samples" in page
     own = provenance.render(ReportData(name="j", metric="fd_own", mode="min", trials=[], eval_samples=1000,
                                        dataset={"kind": "image", "rows": 1797}))
     assert "not with papers" in own and "fitted on 898 rows" in own and "899 held-out real" in own

@@ -26,6 +26,11 @@ class FeatureSpaceInfo:
     description: str
     weights_file: Optional[str] = None  # the pretrained weights it needs (None: trained on the data set itself)
 
+    @property
+    def fitted_on_data(self) -> bool:
+        """Whether its network learns from the data set, so scores must use rows it never saw (split.py)."""
+        return self.weights_file is None
+
 
 @dataclass(frozen=True)
 class MetricSuiteInfo:
@@ -121,9 +126,10 @@ def scoring_plan(kind: str, features: str, weights: Optional[str], eval_samples:
     from trainers.metrics.split import fit_size, reference_size
 
     suite = METRIC_SUITE_INFO.get(kind)
-    plan = {"suite": kind, "n_fake": eval_samples, "n_real": reference_size(num_rows, eval_samples)}
-    if suite.uses_features:
-        space = FEATURE_SPACES.get(features)
+    space = FEATURE_SPACES.get(features) if suite.uses_features else None
+    held_out = space is not None and space.fitted_on_data
+    plan = {"suite": kind, "n_fake": eval_samples, "n_real": reference_size(num_rows, eval_samples, held_out)}
+    if space is not None:
         plan.update(features=features, resize=space.resize, description=space.description)
         if space.weights_file:
             plan.update(weights_file=space.weights_file, weights=weights or "$GANFORGE_WEIGHTS or the cache")

@@ -1,12 +1,13 @@
 """Image suite: Fréchet and kernel distances through torchmetrics, precision/recall/density/coverage, class scores.
 
 Every score lives in the feature space `metrics.features` names (extractors.py), and the two distances say which in
-their names: `fid`/`kid` in Inception's, `fd_own`/`kd_own` in the data set's own network's (declared.py). Scores
-compare with the held-out rows of split.py's fixed split; the own network trains on the disjoint fit rows only.
+their names: `fid`/`kid` in Inception's, `fd_own`/`kd_own` in the data set's own network's (declared.py). Scores in
+the own space compare with the held-out rows of split.py's fixed split, the network training on the disjoint fit rows
+only; pretrained Inception saw none of them, so its reference may be any rows.
 Reference statistics are cached under `cache_dir/features/<name>-<checksum[:12]>-real-<key>.safetensors`: FD's real
 sums, the k-NN reference features and radii, the real label histogram and the real-vs-real floors, keyed by the
 feature space's weights, the held-out samples and `num_samples`.
-Reference set: min(num_samples, held-out rows) real samples for every score (Naeem et al. advise equal real and fake
+Reference set: min(num_samples, held-out (own) or all (inception) rows) real samples for every score (Naeem et al. advise equal real and fake
 counts); the floors score num_samples of them drawn with replacement, the best a sampler of the data can reach.
 """
 from __future__ import annotations
@@ -44,7 +45,8 @@ class ImageEvaluator(Evaluator):
         self, info: DataInfo, real: RealRows, num_samples: int, cache_dir: Path | None, device: torch.device,
         features: str = "own", weights: str | None = None,
     ) -> None:
-        x, y = real.held_out(num_samples)
+        space = FEATURE_SPACES.get(features)
+        x, y = real.reference(num_samples, held_out=space.fitted_on_data)
         height, width, channels = info.shape
         super().__init__(info, x, num_samples, device, sample_shape=(channels, height, width), features=features)
         if y is not None and info.num_classes > 1 and (y.min() < 0 or y.max() >= info.num_classes):
@@ -53,7 +55,6 @@ class ImageEvaluator(Evaluator):
                 f"got {int(y.min())}..{int(y.max())}"
             )
         x = x.float()
-        space = FEATURE_SPACES.get(features)
         self.fd_name, self.kd_name = space.names["fd"], space.names["kd"]
         found = EXTRACTORS.get(features)(info, real, cache_dir, weights)
         self.net, self.feature_net_path, self.feature_net_loaded = found.module, found.path, found.loaded

@@ -95,13 +95,13 @@ def _mixture_spec(info: DataInfo) -> tuple[Tensor, float]:
 
 @METRIC_SUITES.register("points")
 class MixtureEvaluator(Evaluator):
-    """Scores need only the mixture's means and sigma; the held-out rows give the real-vs-real floors."""
+    """Scores need only the mixture's means and sigma; real rows give the real-vs-real floors."""
 
     def __init__(
         self, info: DataInfo, real: RealRows, num_samples: int, cache_dir: Path | None, device: torch.device,
         features: str = "own", weights: str | None = None,
     ) -> None:
-        x = real.held_out(num_samples)[0]
+        x = real.reference(num_samples, held_out=False)[0]  # nothing is fitted: every row may be the reference
         super().__init__(info, x, num_samples, device, sample_shape=tuple(info.shape))
         self.means, self.sigma = _mixture_spec(info)
         self.means = self.means.to(self.device)

@@ -5,6 +5,8 @@ rewards a generator that copies them; and a network trained on "the first eval_s
 every job's eval_samples. So the rows are put in one seeded order that depends on the row count alone: the first
 `fit_size` rows fit networks (never more than FIT_ROWS_MAX, never more than half), the rest are held out, and every
 reference set is a prefix of the held-out rows (a larger eval_samples extends it, it never reshuffles it).
+Scores in a space nothing was fitted in (pretrained Inception, the mixture modes) need no held-out rows: their
+reference is a prefix of the whole order, as papers compute Inception FID against the full training set.
 """
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ def fit_size(num_rows: int) -> int:
     return min(FIT_ROWS_MAX, num_rows // 2)
 
 
-def reference_size(num_rows: int, num_samples: int) -> int:
-    """Real samples every score compares with: num_samples held-out rows, or all of them when fewer."""
-    return min(num_samples, num_rows - fit_size(num_rows))
+def reference_size(num_rows: int, num_samples: int, held_out: bool = True) -> int:
+    """Real samples every score compares with: num_samples (held-out) rows, or all of them when fewer."""
+    return min(num_samples, num_rows - fit_size(num_rows) if held_out else num_rows)
 
 
 @dataclass
@@ -66,8 +68,15 @@ class RealRows:
         """The first min(n, held-out count) held-out rows, in ascending order."""
         return np.sort(self._order[self.fit_size :][:n])
 
+    def reference_rows(self, n: int, held_out: bool = True) -> np.ndarray:
+        """The rows scores compare with: the first n held-out rows, or (held_out=False) the first n of all rows."""
+        return self.held_out_rows(n) if held_out else np.sort(self._order[:n])
+
     def fit(self) -> RealSamples:
         return self.read(self.fit_rows())
 
     def held_out(self, n: int) -> RealSamples:
         return self.read(self.held_out_rows(n))
+
+    def reference(self, n: int, held_out: bool = True) -> RealSamples:
+        return self.read(self.reference_rows(n, held_out))

@@ -53,8 +53,9 @@ def render(data: ReportData) -> Optional[str]:
     rows = [
         ("Search metric", f"<b>{esc(data.metric)}</b>: {esc(definition)}"),
         ("Feature space", _features(plan)),
-        ("Samples per evaluation", f"{data.eval_samples:,} generated against {plan['n_real']:,} held-out real "
-                                   "samples (the same real set and sample count for every trial and step)"),
+        ("Samples per evaluation", f"{data.eval_samples:,} generated against {plan['n_real']:,} "
+                                   f"{'held-out ' if 'fit_rows' in plan else ''}real samples (the same real set and "
+                                   "sample count for every trial and step)"),
         ("Real-vs-real floor", "each score of two real sample sets of that size: the best a generator can be told "
                                "apart from the data at this sample count"),
         ("Code", f"ganforge {esc(data.ganforge_version or '?')}, git commit "

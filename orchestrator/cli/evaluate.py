@@ -75,7 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         floor = "" if r["floor"] is None else f"{r['floor']:.4g}"
         mark = "*" if r["metric"] == evaluator.default_metric else " "
         print(f"{mark} {r['metric']:<{width}}  {r['value']:>10.4g}  {floor:>10}  {r['better']}")
-    print("  floor: the same score for real held-out samples at this sample count, the best a generator can reach")
+    print("  floor: the same score for real reference samples at this sample count: the best a generator can reach")
     print("  " + ", ".join(f"{k}={v}" for k, v in evaluator.provenance.items()))
     return 0
 

@@ -55,6 +55,7 @@ def test_copying_the_networks_training_rows_does_not_reach_the_floor(data, fresh
     held_x = rows.held_out(N)[0]
     copier = ev.evaluate(real_sampler(fit_x, seed=1))  # a generator that memorised the rows the network saw
     floor = ev.floors["fd_own_floor"]
+    print(f"copying the fit rows: fd_own {copier['fd_own']:.3g}, floor {floor:.3g}")  # the README's figure (-s)
     assert ev.evaluate(real_sampler(held_x, seed=1234))["fd_own"] == pytest.approx(floor)  # the floor's own draw
     assert copier["fd_own"] > 1.2 * floor, (copier["fd_own"], floor)
     assert copier["kd_own"] > ev.floors["kd_own_floor"]

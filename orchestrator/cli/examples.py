@@ -17,6 +17,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "models promote": ("ganforge models promote digits-dcgan 3 --alias champion",),
     "models compare": ("ganforge models compare digits-dcgan 2 champion --out compare.png",),
     "sample": ("ganforge sample digits-dcgan@champion -n 64 --out grid.png",),
+    "evaluate": ("ganforge evaluate digits-dcgan@champion --data builtin:digits -n 1000",
+                 "GANFORGE_WEIGHTS=~/weights ganforge evaluate ./model --data s3://bucket/cifar10 --features inception --json"),
     "data": ("ganforge data import builtin:digits ./data/digits", "ganforge data inspect s3://bucket/my-set --json"),
     "data import": ("ganforge data import ./images s3://bucket/my-set", "ganforge data import train.npz ./data/my-set"),
     "data inspect": ("ganforge data inspect builtin:ring8", "ganforge data inspect ./data/my-set --verify --json"),

@@ -24,6 +24,7 @@ from orchestrator.results import TrialOutcome, champion as pick_champion, format
 from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
 from orchestrator.storage import LATEST, RUN_RECORD, filesystem, read_text, storage_root, write_text
+from orchestrator.search_kinds import SCHEDULER_INFO
 from orchestrator.trial import TrackingTarget, TrialContext, run_trial
 from orchestrator.warmup import prestart_trial_workers
 
@@ -180,7 +181,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     grid = tuner.fit()
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial, plan.spec.search.score)
     outcome = JobOutcome(run_path=run_path, ranking=ranking)
-    if spec.search.scheduler == "pbt":
+    if SCHEDULER_INFO.get(spec.search.scheduler).exploit_log:
         _log_pbt_policy(tracker, run_path)
     floor = _floor(ranking, plan.metric)
     print("\n" + format_table(ranking, plan.metric, plan.mode, floor), file=stream, flush=True)
@@ -287,14 +288,14 @@ def make_trainable(plan: SearchPlan, ctx: TrialContext):
 
 
 def _checkpoints_to_keep(spec, evaluations_per_trial: int) -> Optional[int]:
-    """PBT hands a donor's checkpoint to a recipient some reports after it was written; Tune prunes by score, so
-    with a bounded number kept the donor's copy was often gone by then (the recipient errored). PBT keeps them all.
+    """None (keep all) for a scheduler that needs every checkpoint (PBT: see orchestrator/search_kinds.py).
 
     A trial that never writes more checkpoints than are kept loses none either way; but a bound makes Tune force an
     experiment-state sync whenever a trial has written that many since the last one (about once per trial), and
     each sync re-uploads every trial's result files: S3 requests growing with trials² (bench/search_scale.py)."""
     keep = spec.storage.checkpoints_to_keep
-    return None if spec.search.scheduler == "pbt" or keep >= evaluations_per_trial else keep
+    keeps_all = SCHEDULER_INFO.get(spec.search.scheduler).keeps_all_checkpoints
+    return None if keeps_all or keep >= evaluations_per_trial else keep
 
 
 def _cluster_cpus() -> float:

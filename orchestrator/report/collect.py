@@ -172,7 +172,7 @@ def _pbt(run_path: str, spec) -> list[dict[str, Any]]:
 
 
 def _redacted_yaml(job) -> str:
-    from orchestrator.tracking import Redactor
+    from orchestrator.tracking.client import Redactor
 
     return Redactor.from_environment(job.text).text(job.text)
 
@@ -180,6 +180,6 @@ def _redacted_yaml(job) -> str:
 def _redacted_spec(job) -> dict[str, Any]:
     """The resolved spec with `${VAR}` values shown as references (JobSpec's own redaction), then any secret value
     of the environment masked, as MLflow's copy is."""
-    from orchestrator.tracking import Redactor
+    from orchestrator.tracking.client import Redactor
 
     return Redactor.from_environment(job.text).value(job.redacted())

@@ -10,11 +10,11 @@ import math
 import os
 import shutil
 import uuid
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from trainers.cache import cache_root
 from trainers.data.errors import DataError
 from trainers.data.manifest import MANIFEST_NAME
 from trainers.data.sources.base import SourceData, array_source
@@ -84,10 +84,6 @@ def builtin_factory(name: str) -> Callable[[], SourceData]:
 
 def open_builtin(name: str) -> SourceData:
     return builtin_factory(name)()
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    return Path(cache_dir or os.environ.get("GANFORGE_CACHE") or Path.home() / ".cache" / "ganforge").expanduser()
 
 
 def materialise_builtin(name: str, cache_dir: str | os.PathLike | None = None) -> str:

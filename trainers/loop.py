@@ -27,7 +27,7 @@ from trainers.cache import cache_root
 from trainers.checkpoint import fingerprint, load_state, save_state
 from trainers.cycle import NoReporter, TrainingDiverged, run_cycle
 from trainers.config import GANConfig, TrainConfig
-from trainers.data import open_dataset
+from trainers.data import StreamOptions, open_dataset
 from trainers.diagnostics import collapse_report, largest_spectral_norm, sample_diversity
 from trainers.ema import GeneratorEMA
 from trainers.families import build_networks
@@ -120,17 +120,8 @@ class GANTrainer:
         # generator's own noise inputs, so a checkpoint captures all training randomness.
         self.rng = torch.Generator().manual_seed(self._rng_seed())
         self.G.noise_rng = self.rng
-        self.stream = self.dataset.stream(
-            batch_size=cfg.data.batch_size,
-            seed=cfg.train.seed,
-            shuffle_buffer=cfg.data.shuffle_buffer,
-            readahead=cfg.data.readahead,
-            rank=rank,
-            world_size=world_size,
-            on_corrupt=cfg.data.on_corrupt,
-            resident_bytes=int(cfg.data.resident_mb * 2**20),
-            device=self.device,
-        )
+        self.stream = self.dataset.stream(StreamOptions.from_config(cfg.data, seed=cfg.train.seed, rank=rank,
+                                                                    world_size=world_size, device=self.device))
         # The modules training forwards go through: DDP wrappers when a process group is active.
         self._g = distributed.wrap(self.G, self.device, world_size)
         self._d = distributed.wrap(self.D, self.device, world_size)

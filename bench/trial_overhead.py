@@ -140,7 +140,7 @@ def main() -> None:
         from orchestrator.runner import init_ray, prepare_data, run_job
         from orchestrator.search import SearchPlan
 
-        from orchestrator.tracking import client_for
+        from orchestrator.tracking.client import client_for
 
         # Once-per-job setup is timed apart from the trials: Ray start (which asks the raylet to start the job's
         # trial processes; they start in the background and overlap the timed run), and creating the MLflow SQLite

@@ -5,6 +5,9 @@ exploit and a retried trial nothing to resume from. So the Train run hands each 
 Tune function through a Ray queue, and the function reports both to Tune itself: every checkpoint becomes a Tune
 checkpoint, and PBT copies a donor's whole state.
 
+Each rank drives the one evaluation cycle (trainers/cycle.py) with a `_TrainReporter`; what is added here is only
+Ray's: the Train run, the queue and the forwarding to Tune.
+
 Going the other way, a Tune checkpoint this trial starts from (a PBT exploit, a retry, a resumed job) reaches every
 rank through the train loop config: V2 refuses `resume_from_checkpoint`, and a Train run restored by name would
 resume from its own latest checkpoint rather than the donor's, so each start of the trial is a new Train run. Every
@@ -22,21 +25,21 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from ray import train, tune
 from ray.util.queue import Empty, Queue
 
 from orchestrator.devices import trial_device
-from orchestrator.trial import (SENTINEL, TrialContext, _finite, _open_tracker, applied_hparams, fingerprint,
-                               quiet_ray_logs)
+from orchestrator.tracking.trial_run import open_trial_tracker
+from orchestrator.trial import SENTINEL, TrialContext, checkpoint_folder, quiet_ray_logs
 from trainers.config import GANConfig
-from trainers.loop import GANTrainer, TrainingDiverged
+from trainers.cycle import build_trainer, run_cycle
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,28 @@ class _ForwardReports(train.UserCallback):
         self.queue.put({"metrics": dict(metrics[0]), "checkpoint": checkpoint})
 
 
+class _TrainReporter:
+    """The cycle's reports on a DDP rank as Ray Train reports (rank 0's with its checkpoint, which
+    `_ForwardReports` hands to the Tune function); a restart starts from this Train run's own latest checkpoint (its
+    worker group was restarted), else from the one Tune gave the trial."""
+
+    checkpoints = True
+
+    def __init__(self, sentinel: dict[str, float], restore: Any) -> None:
+        self.sentinel, self.restore = sentinel, restore
+
+    def restore_point(self):
+        return checkpoint_folder(train.get_checkpoint() or self.restore)
+
+    def report(self, trainer: Any, metrics: dict[str, Any], checkpoint: Optional[Path]) -> None:
+        train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
+
+    def diverged(self, error: Exception, metrics: dict[str, Any]) -> None:
+        train.report({**self.sentinel, **metrics})  # on every rank together (the trainer agrees across ranks)
+
+
 def _worker_loop(config: dict[str, Any]) -> None:
-    """What every DDP rank runs; rank 0 evaluates and checkpoints."""
+    """What every DDP rank runs: the evaluation cycle; rank 0 evaluates and checkpoints."""
     # Ray Train sets each worker's root logger to INFO with a console handler and logs every report through a logger
     # outside "ray.train" (which LoggingConfig governs): keep worker consoles to warnings and errors, as in a
     # single-worker trial's process.
@@ -67,30 +90,12 @@ def _worker_loop(config: dict[str, Any]) -> None:
     device = trial_device(cfg.train.device, config["gpus"], who=f"rank {rank}").device
     if device.type == "cuda":  # Ray Train shows a node's workers all their GPUs: it knows which one is this rank's
         device = train.torch.get_device()
-    trainer = GANTrainer(cfg, cache_dir=config["cache_dir"], device=device, rank=rank, world_size=world,
-                         select_metric=config["metric"])
-    provenance: dict[str, float] = {"rank0_pid": float(os.getpid())}
+    trainer = build_trainer(cfg, cache_dir=config["cache_dir"], device=device, rank=rank, world_size=world,
+                            select_metric=config["metric"])
+    reporter = _TrainReporter({config["metric"]: config["sentinel"]}, config.get("restore"))
     try:
-        # This Train run's own latest checkpoint (its worker group was restarted), else the one Tune gave the trial.
-        checkpoint = train.get_checkpoint() or config.get("restore")
-        if checkpoint:
-            with checkpoint.as_directory() as directory:
-                trainer.load_checkpoint(directory)  # every rank; re-applies this trial's own hyperparameters
-            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer.G))
-        while trainer.step < cfg.train.steps:
-            try:
-                stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
-            except TrainingDiverged as exc:  # raised on every rank together (the trainer agrees across ranks)
-                train.report({config["metric"]: config["sentinel"], "diverged": 1.0, "step": float(exc.step)})
-                return
-            if rank == 0:
-                metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance,
-                           "diverged": 0.0, "workers": float(world), "fingerprint": fingerprint(trainer.G)}
-                with tempfile.TemporaryDirectory(prefix="ganforge-ddp-") as directory:
-                    trainer.save_checkpoint(directory)
-                    train.report(metrics, checkpoint=train.Checkpoint.from_directory(directory))
-            else:
-                train.report({})
+        run_cycle(trainer, reporter, steps=cfg.train.steps, eval_every=cfg.train.eval_every,
+                  provenance={"rank0_pid": float(os.getpid()), "workers": float(world)})
     finally:
         trainer.close()
 
@@ -154,7 +159,7 @@ def run_ddp_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     quiet_ray_logs()
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)
-    tracker = _open_tracker(ctx, trial_id, dict(config))
+    tracker = open_trial_tracker(ctx.tracking, trial_id, dict(config))
     queue: Queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     # Train's controller notices finished (or dead) workers at its next health check, every 2 s by default: each run
     # of a trial would end up to 2 s late. A poll is one small remote call per worker; Train propagates the variable
@@ -208,7 +213,7 @@ def run_ddp_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             started = True
             metrics, checkpoint = {**item["metrics"], "pid": pid}, item["checkpoint"]
             if tracker is not None:
-                tracker.log_metrics(_finite(metrics), step=int(metrics.get("step", 0)))
+                tracker.log_report(metrics, step=int(metrics.get("step", 0)))
             if checkpoint is not None:  # Train's class; Tune wants its own (same path, same filesystem)
                 checkpoint = tune.Checkpoint(path=checkpoint.path, filesystem=checkpoint.filesystem)
             tune.report(metrics, checkpoint=checkpoint)

@@ -25,7 +25,7 @@ from orchestrator.errors import PreflightError
 from orchestrator.spec.checks import kind_issues
 from orchestrator.spec.load import LoadedJob
 from orchestrator.storage import storage_root
-from orchestrator.tracking import Redactor, resolve_tracking_uri, safe_uri
+from orchestrator.tracking.client import Redactor, resolve_tracking_uri, safe_uri
 from trainers.catalog import BUILTIN_KINDS
 
 HTTP_TIMEOUT_S = 3.0  # MLflow: connect and read, one attempt (MLflow's own client retries for minutes)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from orchestrator import __version__
+from orchestrator import __version__, git_commit
 from orchestrator.errors import ClusterError, DataSourceError, JobFailedError, RegistryError
 from orchestrator.report.collect import REPORT_FOLDER
 from orchestrator.results import TrialOutcome, champion as pick_champion, format_table, rank, rank_configurations
 from orchestrator.search import SearchPlan
 from orchestrator.spec import LoadedJob
+from orchestrator.search_kinds import SCHEDULER_INFO
 from orchestrator.storage import LATEST, RUN_RECORD, filesystem, read_text, storage_root, write_text
-from orchestrator.trial import TrackingTarget, TrialContext, run_trial
+from orchestrator.trial import TrialContext, run_trial
 from orchestrator.warmup import prestart_trial_workers
 from trainers.metrics.declared import scoring_plan
 
@@ -34,7 +34,7 @@ from trainers.metrics.declared import scoring_plan
 class JobOutcome:
     run_path: str
     ranking: list[TrialOutcome]
-    registered: Any = None  # orchestrator.registry.RegisteredVersion
+    registered: Any = None  # orchestrator.tracking.register.RegisteredVersion
 
 
 # ---------------------------------------------------------------- ray
@@ -60,15 +60,6 @@ def init_ray(address: Optional[str], plan: Optional[SearchPlan] = None) -> None:
         raise ClusterError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
 
 
-def _git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 # ---------------------------------------------------------------- the run
 def prepare_data(job: LoadedJob, cache_dir: Optional[str]):
     """Open (and for built-ins, materialise) the data set once in the driver: a bad URI fails before Ray starts."""
@@ -92,7 +83,9 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     from ray import tune
 
     from orchestrator.progress import TrialTable
-    from orchestrator.tracking import JobTracker, Redactor, safe_uri
+    from orchestrator.tracking.client import Redactor, safe_uri
+    from orchestrator.tracking.job_run import JobTracker
+    from orchestrator.tracking.trial_run import TrackingTarget
     from orchestrator.tune_logs import result_loggers
 
     stream = stream or sys.stdout  # at call time: a default bound at import outlives a replaced stdout
@@ -130,7 +123,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
                           "parent_run_id": parent_run_id, "metric": plan.metric, "mode": plan.mode,
                           "job_yaml": job.text, "overrides": job.overrides,
                           "started_at": record.get("started_at") or time.time(),
-                          "git_commit": _git_commit(), "ganforge_version": __version__,
+                          "git_commit": git_commit(), "ganforge_version": __version__,
                           "data": {"uri": spec.data.uri, "name": info.name, "kind": info.kind,
                                    "rows": info.num_rows, "checksum": info.checksum},
                           "scoring": scoring_plan(info.kind, spec.metrics.features, spec.metrics.weights,
@@ -183,7 +176,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
     grid = tuner.fit()
     ranking = rank(grid, plan.metric, plan.mode, plan.evaluations_per_trial, plan.spec.search.score)
     outcome = JobOutcome(run_path=run_path, ranking=ranking)
-    if spec.search.scheduler == "pbt":
+    if SCHEDULER_INFO.get(spec.search.scheduler).exploit_log:
         _log_pbt_policy(tracker, run_path)
     floor = _floor(ranking, plan.metric)
     print("\n" + format_table(ranking, plan.metric, plan.mode, floor), file=stream, flush=True)
@@ -236,7 +229,7 @@ def _publish_report(job: LoadedJob, run_path: str, tracker, champion, registered
 def _tracking_uri(recorded: Optional[str], configured: Optional[str], shown) -> str:
     """The MLflow a run uses: the one it recorded, with today's credentials when it is the same server (the record
     never holds them), else today's resolution for a new run or a record that could not name it without a secret."""
-    from orchestrator.tracking import REDACTED, resolve_tracking_uri
+    from orchestrator.tracking.client import REDACTED, resolve_tracking_uri
 
     current = resolve_tracking_uri(configured)
     if not recorded or shown.text(current) == recorded or REDACTED in recorded:
@@ -290,14 +283,14 @@ def make_trainable(plan: SearchPlan, ctx: TrialContext):
 
 
 def _checkpoints_to_keep(spec, evaluations_per_trial: int) -> Optional[int]:
-    """PBT hands a donor's checkpoint to a recipient some reports after it was written; Tune prunes by score, so
-    with a bounded number kept the donor's copy was often gone by then (the recipient errored). PBT keeps them all.
+    """None (keep all) for a scheduler that needs every checkpoint (PBT: see orchestrator/search_kinds.py).
 
     A trial that never writes more checkpoints than are kept loses none either way; but a bound makes Tune force an
     experiment-state sync whenever a trial has written that many since the last one (about once per trial), and
     each sync re-uploads every trial's result files: S3 requests growing with trials² (bench/search_scale.py)."""
     keep = spec.storage.checkpoints_to_keep
-    return None if spec.search.scheduler == "pbt" or keep >= evaluations_per_trial else keep
+    keeps_all = SCHEDULER_INFO.get(spec.search.scheduler).keeps_all_checkpoints
+    return None if keeps_all or keep >= evaluations_per_trial else keep
 
 
 def _cluster_cpus() -> float:
@@ -360,7 +353,7 @@ def _summary_metrics(ranking: list[TrialOutcome], metric: str) -> dict[str, floa
 
 def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, ranking: list[TrialOutcome],
                      info, tracking_uri: str, run_path: str, run_id: Optional[str] = None):
-    from orchestrator.registry import Candidate, register_champion
+    from orchestrator.tracking.register import Candidate, register_champion
 
     checkpoint, metrics = champion.checkpoint, champion.checkpoint_metrics or {}
     with tempfile.TemporaryDirectory(prefix="ganforge-champion-") as tmp:
@@ -381,7 +374,7 @@ def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, r
             "data_uri": job.spec.data.uri,
             "data_checksum": info.checksum,
             "ganforge_version": __version__,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
         }
         candidate = Candidate(trial_id=champion.trial_id, run_id=run_id, metric=plan.metric, value=champion.value,
                               mode=plan.mode, params=champion.params, checkpoint_dir=local)
@@ -393,7 +386,7 @@ def register_from_storage(job: LoadedJob, run_path: str, stream: Optional[TextIO
     """Register the best stored checkpoint of a finished run (after MLflow was down when the job ended)."""
     from ray import tune
 
-    from orchestrator.tracking import Redactor
+    from orchestrator.tracking.client import Redactor
 
     stream = stream or sys.stdout
     shown = Redactor.for_job(job)

@@ -23,20 +23,23 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, Repeater, SearchAlgorithm, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from orchestrator.search_kinds import ALGORITHM_INFO, DISTRIBUTION_INFO, SCHEDULER_INFO, AlgorithmInfo
 from orchestrator.spec.model import Distribution, JobSpec
 from trainers.catalog import BUILTIN_KINDS
 from trainers.metrics.declared import METRIC_MODES, RENAMED_METRICS, resolve_metric
 from trainers.registry import Registry
 
-# Distribution kind -> Tune sampler. `grid` is exhaustive; the others are sampled num_samples times.
-DISTRIBUTIONS: Registry[Callable[[Any], Any]] = Registry("search distribution")
+# How each kind declared in orchestrator/search_kinds.py is built. Distribution kind -> Tune sampler.
+DISTRIBUTIONS: Registry[Callable[[Any], Any]] = Registry("search distribution", declared=DISTRIBUTION_INFO,
+                                                         home="orchestrator/search_kinds.py")
 DISTRIBUTIONS.register("choice")(lambda values: tune.choice(list(values)))
 DISTRIBUTIONS.register("grid")(lambda values: tune.grid_search(list(values)))
 DISTRIBUTIONS.register("uniform")(lambda v: tune.uniform(v[0], v[1]))
 DISTRIBUTIONS.register("loguniform")(lambda v: tune.loguniform(v[0], v[1]))
 DISTRIBUTIONS.register("randint")(lambda v: tune.randint(v[0], v[1]))
 
-SCHEDULERS: Registry[Callable[["SearchPlan"], TrialScheduler]] = Registry("search.scheduler")
+SCHEDULERS: Registry[Callable[["SearchPlan"], TrialScheduler]] = Registry(
+    "search.scheduler", declared=SCHEDULER_INFO, home="orchestrator/search_kinds.py")
 
 
 @SCHEDULERS.register("fifo")
@@ -66,7 +69,7 @@ def _median(plan: "SearchPlan") -> TrialScheduler:
 def _pbt(plan: "SearchPlan") -> TrialScheduler:
     pbt = plan.spec.search.pbt
     space = plan.spec.search.space
-    mutations = {key: (list(d.values) if d.kind in ("choice", "grid") else DISTRIBUTIONS.get(d.kind)(d.values))
+    mutations = {key: (DISTRIBUTIONS.get(d.kind)(d.values) if DISTRIBUTION_INFO.get(d.kind).bounds else list(d.values))
                  for key, d in space.items()}
     return GanforgePBT(
         last_iteration=plan.evaluations_per_trial,
@@ -120,16 +123,18 @@ class GanforgePBT(PopulationBasedTraining):
 
 def clip_to_space(config: dict[str, Any], space: dict[str, Distribution]) -> dict[str, Any]:
     for key, dist in space.items():
-        if key in config and dist.kind in ("uniform", "loguniform", "randint"):
+        info = DISTRIBUTION_INFO.get(dist.kind)
+        if key in config and info.bounds:
             low, high = dist.values
-            value = min(max(config[key], low), high if dist.kind != "randint" else high - 1)
-            config[key] = int(value) if dist.kind == "randint" else float(value)
+            value = min(max(config[key], low), high - 1 if info.integer else high)
+            config[key] = int(value) if info.integer else float(value)
     return config
 
 
 # (plan, max_concurrent or None) -> what Tune's `search_alg` takes. Each algorithm enforces the concurrency cap
 # itself: Tune ignores `max_concurrent_trials` for a search-algorithm instance such as the variant generator.
-ALGORITHMS: Registry[Callable[["SearchPlan", Optional[int]], "SearchAlgorithm | Searcher"]] = Registry("search.algorithm")
+ALGORITHMS: Registry[Callable[["SearchPlan", Optional[int]], "SearchAlgorithm | Searcher"]] = Registry(
+    "search.algorithm", declared=ALGORITHM_INFO, home="orchestrator/search_kinds.py")
 
 
 class ResumableVariantGenerator(BasicVariantGenerator):
@@ -265,33 +270,32 @@ class SearchPlan:
 
     @property
     def grid_size(self) -> int:
-        return math.prod(len(d.values) for d in self._space_for_algorithm().values() if d.kind == "grid")
+        return math.prod(len(d.values) for d in self._space_for_algorithm().values()
+                         if DISTRIBUTION_INFO.get(d.kind).exhaustive)
 
     @property
     def total_trials(self) -> int:
         return self.spec.search.num_samples * self.grid_size * self.spec.search.seeds
 
+    @property
+    def algorithm(self) -> AlgorithmInfo:
+        return ALGORITHM_INFO.get(self.spec.search.algorithm)
+
     def _space_for_algorithm(self) -> dict[str, Distribution]:
         space = dict(self.spec.search.space)
-        if self.spec.search.algorithm == "grid":
-            # Grid search enumerates every listed value; ranges have no finite grid.
-            for key, dist in space.items():
-                if dist.kind in ("uniform", "loguniform", "randint"):
-                    from orchestrator.errors import SpecError
-
-                    raise SpecError(f"search.space.{key}: algorithm grid needs choice or grid values, not {dist.kind}")
-                space[key] = Distribution(grid=list(dist.values))
+        if self.algorithm.enumerates:  # every listed value (the spec's checks refused ranges: no finite grid)
+            space = {key: Distribution(grid=list(dist.values)) for key, dist in space.items()}
         return space
 
     def param_space(self) -> dict[str, Any]:
         space = {}
         for key, d in self._space_for_algorithm().items():
             values = d.values
-            if self.spec.search.algorithm == "optuna" and "," in key:
-                values = [json.dumps(v) for v in values]  # Optuna's categoricals hold scalars, not tuples
+            if self.algorithm.scalar_categoricals and "," in key:
+                values = [json.dumps(v) for v in values]  # a joint key's values are tuples: sent as JSON strings
             space[key] = DISTRIBUTIONS.get(d.kind)(values)
         seeds = self.spec.search.seeds
-        if seeds > 1 and self.spec.search.algorithm != "optuna":
+        if seeds > 1 and not self.algorithm.repeats_seeds:
             base = self.spec.train.seed
             space[SEED_KEY] = tune.grid_search([base + i for i in range(seeds)])
         return space
@@ -318,11 +322,9 @@ class SearchPlan:
         return {"cpu": r.cpus_per_trial, "gpu": gpus}
 
     def concurrency(self, cluster_cpus: float) -> int | None:
-        """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds.
-
-        None for PBT: a cap counts paused trials as live, so a population larger than the cap would never meet
-        (later members start only when earlier ones finish); resources bound how many members train at once."""
-        if self.spec.search.scheduler == "pbt":
+        """Trials that fit at once: explicit max_concurrent, or for DDP the worker groups the cluster holds; None for
+        a scheduler that caps nothing (PBT: see orchestrator/search_kinds.py)."""
+        if not SCHEDULER_INFO.get(self.spec.search.scheduler).caps_concurrency:
             return None
         if self.spec.search.max_concurrent:
             return self.spec.search.max_concurrent
@@ -345,7 +347,7 @@ class SearchPlan:
             scheduler=self.scheduler(),
             search_alg=self.search_algorithm(self.concurrency(cluster_cpus)),
             # Optuna's Repeater counts each repeat as a sample; the variant generator multiplies by the seed grid.
-            num_samples=self.spec.search.num_samples * (self.spec.search.seeds if self.spec.search.algorithm == "optuna" else 1),
+            num_samples=self.spec.search.num_samples * (self.spec.search.seeds if self.algorithm.repeats_seeds else 1),
             # Reusing trial processes skips a worker start and `import torch` per trial (GUIDE: 4.6 s -> 1.1 s).
             # Not for DDP trials: killing a stopped trial's process is what tears its worker group down.
             reuse_actors=not self.distributed,

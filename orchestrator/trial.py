@@ -1,20 +1,20 @@
 """One Tune trial: train a GAN in-process, report scores and checkpoints, log to MLflow from the trial itself.
 
+The trial drives the one evaluation cycle (trainers/cycle.py) with a `TuneReporter`: what is added here is only
+Tune's (its reports, checkpoints and restarts), the trial's MLflow run and the report's sample grids.
 Single-worker trials run the training loop directly inside this function trainable (no TorchTrainer: the GUIDE
 measured 37 s vs 7.5 s for trivial trials). Checkpoints carry everything a restore needs, so a retried or resumed
 trial continues exactly where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from ray import tune
@@ -22,20 +22,14 @@ from ray import tune
 from orchestrator.devices import trial_device
 from orchestrator.report.grids import record_grid
 from orchestrator.search import expand_trial_config
+from orchestrator.tracking.trial_run import TrackingTarget, open_trial_tracker
 from trainers.config import GANConfig
-from trainers.loop import GANTrainer, TrainingDiverged
+from trainers.cycle import TrainingDiverged, build_trainer, run_cycle
 
 log = logging.getLogger(__name__)
 
 # What a diverged trial reports, so schedulers rank it last without the search crashing.
 SENTINEL = {"min": 1e9, "max": -1e9}
-
-
-@dataclass(frozen=True)
-class TrackingTarget:
-    uri: str
-    experiment: str
-    parent_run_id: str
 
 
 @dataclass(frozen=True)
@@ -65,26 +59,49 @@ class TrialContext:
         return GANConfig.model_validate(data)
 
 
-def _open_tracker(ctx: TrialContext, trial_id: str, params: dict[str, Any]):
-    if ctx.tracking is None:
-        return None
-    from orchestrator.tracking import TrialTracker
-
-    try:
-        return TrialTracker(ctx.tracking.uri, ctx.tracking.experiment, ctx.tracking.parent_run_id, trial_id, params)
-    except Exception as exc:  # tracking must never kill training; the driver reports missing runs
-        log.warning("MLflow tracking unavailable for %s: %s", trial_id, exc)
-        return None
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-
-
 def quiet_ray_logs() -> None:
     """Per-checkpoint INFO lines of Ray Train/Tune in a trial process would flood the driver's console."""
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def checkpoint_folder(checkpoint: Any) -> Iterator[Optional[str]]:
+    """A Ray (Tune or Train) checkpoint as a local folder for as long as the block runs; None stays None."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield directory
+
+
+@dataclass
+class TuneReporter:
+    """The cycle's reports as Tune reports with Tune checkpoints, copied to the trial's MLflow run and its sample
+    grids to the report's storage; a restart starts from the checkpoint Tune hands the trial."""
+
+    trial_id: str
+    metric: str
+    mode: str
+    tracker: Any = None  # orchestrator.tracking.TrialTracker, or None without tracking
+    report_storage: Optional[str] = None
+    checkpoints: bool = True
+
+    def restore_point(self):
+        return checkpoint_folder(tune.get_checkpoint())
+
+    def report(self, trainer: Any, metrics: dict[str, Any], checkpoint: Optional[Path]) -> None:
+        if self.report_storage:
+            record_grid(trainer, self.report_storage, self.trial_id)
+        if self.tracker is not None:
+            self.tracker.log_report(metrics, step=trainer.step)
+            self.tracker.log_artifact(checkpoint / "grid.png", artifact_path=f"grids/step_{trainer.step:07d}")
+        metrics["reported_at"] = time.time()  # with started_at: when the trial ran, to count trials run at once
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))  # Tune copies it
+
+    def diverged(self, error: TrainingDiverged, metrics: dict[str, Any]) -> None:
+        log.warning("trial %s: %s", self.trial_id, error)
+        tune.report({self.metric: SENTINEL[self.mode], **metrics})
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -94,38 +111,21 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)
     placed = trial_device(cfg.train.device, ctx.gpus_per_trial, who=f"trial {trial_id}")
-    trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
+    trainer = build_trainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
     try:  # what every score depends on besides the generator: feature space, weights digest, sample counts, resize
         scoring = {f"metrics.{k}": v for k, v in trainer.evaluator.provenance.items()}
+        tracker = open_trial_tracker(ctx.tracking, trial_id, {**config, **placed.params(), **scoring})
     except BaseException:
         trainer.close()
         raise
-    tracker = _open_tracker(ctx, trial_id, {**config, **placed.params(), **scoring})
+    reporter = TuneReporter(trial_id, ctx.metric, ctx.mode, tracker, ctx.report_storage)
     status = "FAILED"
     # Wall-clock start: lets anyone count how many trials ran at once from the reports alone.
-    provenance: dict[str, float] = {"pid": float(os.getpid()), "started_at": time.time()}
+    provenance = {"pid": float(os.getpid()), "started_at": time.time()}
     try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint:
-            with checkpoint.as_directory() as directory:
-                trainer.load_checkpoint(directory)  # re-applies this trial's own hyperparameters
-            # What a retried, resumed or PBT-exploited trial started from, so it can be checked from outside.
-            provenance.update(restored_step=float(trainer.step), restored_fingerprint=fingerprint(trainer.G))
-        while trainer.step < cfg.train.steps:
-            try:
-                stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
-            except TrainingDiverged as exc:
-                log.warning("trial %s: %s", trial_id, exc)
-                tune.report({ctx.metric: SENTINEL[ctx.mode], "diverged": 1.0, "step": float(exc.step),
-                             "diverged_reason": exc.reason})
-                status = "KILLED"
-                return
-            metrics = {**stats, **trainer.evaluate(), **applied_hparams(trainer), **provenance, "diverged": 0.0}
-            metrics["fingerprint"] = fingerprint(trainer.G)  # of the state this report checkpoints
-            if ctx.report_storage:
-                record_grid(trainer, ctx.report_storage, trial_id)
-            _report(trainer, metrics, tracker)
-        status = "FINISHED"
+        outcome = run_cycle(trainer, reporter, steps=cfg.train.steps, eval_every=cfg.train.eval_every,
+                            provenance=provenance)
+        status = "FINISHED" if outcome.status == "finished" else "KILLED"
     except SystemExit:  # Tune stopped the trial inside tune.report (ASHA/median): stopped early, not failed
         status = "KILLED"
         raise
@@ -133,31 +133,3 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         trainer.close()
         if tracker is not None:
             tracker.finish(status)
-
-
-def applied_hparams(trainer: GANTrainer) -> dict[str, float]:
-    """The hyperparameters the optimizers actually hold (after a PBT exploit: the recipient's, not the donor's)."""
-    g, d = trainer.opt_g.param_groups[0], trainer.opt_d.param_groups[0]
-    applied = {"applied_lr_g": float(g["lr"]), "applied_lr_d": float(d["lr"])}
-    if "betas" in g:  # Adam-family optimizers; RMSprop (WGAN) has none
-        applied["applied_beta1"] = float(g["betas"][0])
-    return applied
-
-
-def fingerprint(generator: torch.nn.Module) -> float:
-    """A cheap digest of a generator's weights: equal digests across trials mean a copied state."""
-    with torch.no_grad():
-        return float(sum(p.double().sum() * (i + 1) for i, p in enumerate(generator.parameters())))
-
-
-def _report(trainer: GANTrainer, metrics: dict[str, float], tracker) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="ganforge-ckpt-"))
-    try:
-        trainer.save_checkpoint(directory)
-        if tracker is not None:
-            tracker.log_metrics(_finite(metrics), step=trainer.step)
-            tracker.log_artifact(directory / "grid.png", artifact_path=f"grids/step_{trainer.step:07d}")
-        metrics["reported_at"] = time.time()  # with started_at: when the trial ran, to count trials run at once
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)  # Tune has copied it to storage

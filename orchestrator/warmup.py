@@ -31,7 +31,7 @@ def preload() -> None:
     import mlflow.store.tracking.rest_store  # noqa: F401  (the trial's MLflow store, an HTTP server's...)
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (...or a database's: 1 s of SQLAlchemy models)
     import mlflow.tracking  # noqa: F401
-    import orchestrator.tracking  # noqa: F401
+    import orchestrator.tracking.trial_run  # noqa: F401
     import orchestrator.trial  # noqa: F401
     import ray.tune.trainable.function_trainable  # noqa: F401  (what a trial actor imports first)
     import trainers.loop  # noqa: F401

@@ -14,7 +14,7 @@ import pytest
 def checkpointed_fingerprints(run_path: str, trial_id: str) -> dict[float, float]:
     """{step: fingerprint} of the generator in every checkpoint Tune kept for the trial (runs without EMA only:
     the exported generator must be the raw one the trial's `fingerprint` digests)."""
-    from orchestrator.trial import fingerprint
+    from trainers.checkpoint import fingerprint
     from trainers.export import load_generator_dir
 
     out = {}

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator.spec import load_job_text
+from tests.fixtures.jobs import job_yaml
 from tests.pbt_evidence import donor_fingerprints
 
 pytestmark = pytest.mark.timeout(240)
@@ -86,24 +87,15 @@ def test_a_dead_controllers_worker_group_is_released(ray_local):
 # worker groups' start-up times (asynchronous, a trial that started 30 s late could find the other finished).
 # Every test of the module reads this one job: a TorchTrainer costs ~20 s to start on 2 cores.
 STEPS, EVAL_EVERY, BATCH = 90, 30, 64
-JOB = """\
-name: gf5-ddp
-data: {{uri: "builtin:ring8", batch_size: {batch}}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 500, ema_decay: 0.0}}
-search:
-  scheduler: pbt
-  num_samples: 2
-  random_seed: 0
-  metric: applied_lr_g
-  mode: max
-  space:
-    train.lr_g: {{loguniform: [1.0e-4, 1.0e-2]}}
-  pbt: {{perturbation_interval: 2, quantile_fraction: 0.5, resample_probability: 0.0, synch: true}}
-resources: {{cpus_per_trial: 0.5, workers_per_trial: 2}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: gf5-ddp, tracking_uri: "{tracking_uri}"}}
-"""
+def job_text(tmp, tracking_uri: str) -> str:
+    return job_yaml(
+        "gf5-ddp", storage=f"{tmp}/results", tracking_uri=tracking_uri, data={"batch_size": BATCH},
+        train={"steps": STEPS, "eval_every": EVAL_EVERY, "eval_samples": 500, "ema_decay": 0.0},
+        search={"scheduler": "pbt", "num_samples": 2, "random_seed": 0, "metric": "applied_lr_g", "mode": "max",
+                "space": {"train.lr_g": {"loguniform": [1.0e-4, 1.0e-2]}},
+                "pbt": {"perturbation_interval": 2, "quantile_fraction": 0.5, "resample_probability": 0.0,
+                        "synch": True}},
+        resources={"cpus_per_trial": 0.5, "workers_per_trial": 2})
 PROVENANCE = ("fingerprint", "restored_fingerprint", "restored_step", "applied_lr_g", "workers", "pid")
 
 
@@ -122,8 +114,7 @@ def ddp_job(ray_local, tmp_path_factory, mlflow_sqlite_uri) -> DDPJob:
     from orchestrator.runner import run_job
 
     tmp = tmp_path_factory.mktemp("ddp")
-    job = load_job_text(JOB.format(batch=BATCH, steps=STEPS, eval_every=EVAL_EVERY, tmp=tmp,
-                                   tracking_uri=mlflow_sqlite_uri))
+    job = load_job_text(job_text(tmp, mlflow_sqlite_uri))
     stream, console = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(_Tee(sys.stdout, console)), contextlib.redirect_stderr(_Tee(sys.stderr, console)):
         outcome = run_job(job, stream=stream, cache_dir=str(tmp / "cache"))

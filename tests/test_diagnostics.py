@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.fixtures.jobs import job_yaml
 from trainers import distributed
 from trainers.config import GANConfig, TrainConfig
 from trainers.diagnostics import collapse_report, largest_spectral_norm, sample_diversity
@@ -78,25 +79,17 @@ def test_any_rank_without_a_process_group_is_the_local_flag():
     assert not distributed.active(2)
 
 
-JOB = """\
-name: forced-nan
-data: {{uri: "builtin:ring8", batch_size: 128}}
-model: {{family: gan, latent_dim: 2, width: 64, depth: 2}}
-train: {{steps: 200, eval_every: 100, eval_samples: 500, ema_decay: 0.0}}
-search:
-  scheduler: fifo
-  num_samples: 1
-  space:
-    # 1e30 sends the weights to inf within a step: that trial must end as diverged, the other must finish.
-    train.lr_g: {{grid: [2.0e-3, 1.0e+30]}}
-resources: {{cpus_per_trial: 1}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: forced-nan, tracking_uri: "sqlite:///{tmp}/mlflow.db"}}
-"""
+def job_text(tmp) -> str:
+    return job_yaml(
+        "forced-nan", storage=f"{tmp}/results", tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+        data={"batch_size": 128}, model={"width": 64},
+        train={"steps": 200, "eval_every": 100, "eval_samples": 500, "ema_decay": 0.0},
+        # 1e30 sends the weights to inf within a step: that trial must end as diverged, the other must finish.
+        search={"scheduler": "fifo", "num_samples": 1, "space": {"train.lr_g": {"grid": [2.0e-3, 1.0e+30]}}})
 
 
 def test_a_trial_forced_to_nan_is_diverged_while_its_search_completes(tmp_path, cache):
-    (tmp_path / "job.yaml").write_text(JOB.format(tmp=tmp_path))
+    (tmp_path / "job.yaml").write_text(job_text(tmp_path))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GANFORGE_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)

@@ -8,23 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures.jobs import job_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 
-JOB = """\
-name: tiny-ring
-data: {{uri: "builtin:ring8", batch_size: 128}}
-model: {{family: gan, latent_dim: 2, width: 128, depth: 2}}
-train: {{steps: 800, eval_every: 400, eval_samples: 1000, ema_decay: 0.0, lr_g: 2.0e-3, lr_d: 2.0e-3}}
-search:
-  scheduler: fifo
-  num_samples: 3
-  space:
-    train.seed: {{randint: [0, 1000]}}
-    train.loss,train.n_critic: {{choice: [[ns, 1], [hinge, 1]]}}
-resources: {{cpus_per_trial: 1}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: tiny-ring-gan, tracking_uri: "sqlite:///{tmp}/mlflow.db"}}
-"""
+def job_text(tmp) -> str:
+    return job_yaml(
+        "tiny-ring", storage=f"{tmp}/results", tracking_uri=f"sqlite:///{tmp}/mlflow.db", model_name="tiny-ring-gan",
+        data={"batch_size": 128}, model={"width": 128},
+        train={"steps": 800, "eval_every": 400, "eval_samples": 1000, "ema_decay": 0.0, "lr_g": 2.0e-3, "lr_d": 2.0e-3},
+        search={"scheduler": "fifo", "num_samples": 3,
+                "space": {"train.seed": {"randint": [0, 1000]},
+                          "train.loss,train.n_critic": {"choice": [["ns", 1], ["hinge", 1]]}}})
 
 
 def ganforge(*args, cwd, env=None, timeout=600):
@@ -37,7 +32,7 @@ def ganforge(*args, cwd, env=None, timeout=600):
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    (tmp / "job.yaml").write_text(JOB.format(tmp=tmp))
+    (tmp / "job.yaml").write_text(job_text(tmp))
     res = ganforge("run", "job.yaml", cwd=tmp)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return tmp, res

@@ -24,6 +24,7 @@ import pytest
 
 # group_pids: a node's processes, including the workers that left its process group (see orchestrator.stack).
 from orchestrator.stack import RayPorts, Service, child_env, group_pids, spawn, stop_group, venv_bin
+from tests.fixtures.jobs import job_yaml
 from tests.fixtures.ray_head import start_head
 
 OBJECT_STORE_BYTES = 256 * 1024**2
@@ -38,22 +39,13 @@ T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(300)
 
-JOB = """\
-name: {name}
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 500, ema_decay: 0.0}}
-search:
-  scheduler: fifo
-  num_samples: 1
-  max_concurrent: {concurrent}
-  space:
-    train.seed: {{grid: {seeds}}}
-resources: {{cpus_per_trial: 1, max_failures: 2}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{enabled: {register}, model_name: {name}, tracking_uri: "{tracking_uri}"}}
-cluster: {{address: "{address}"}}
-"""
+def job_text(name: str, seeds: list[int], concurrent: int, register: bool, tmp, tracking_uri: str,
+             address: str) -> str:
+    return job_yaml(name, storage=f"{tmp}/results", tracking_uri=tracking_uri, register=register, cluster=address,
+                    train={"steps": STEPS, "eval_every": EVAL_EVERY, "eval_samples": 500, "ema_decay": 0.0},
+                    search={"scheduler": "fifo", "num_samples": 1, "max_concurrent": concurrent,
+                            "space": {"train.seed": {"grid": seeds}}},
+                    resources={"cpus_per_trial": 1, "max_failures": 2})
 
 
 @dataclass
@@ -82,9 +74,7 @@ def head(tmp_path_factory):
 def write_job(tmp: Path, head: Head, tracking_uri: str, name: str, seeds: list[int], concurrent: int = 2,
               register: bool = True) -> Path:
     path = tmp / "job.yaml"
-    path.write_text(JOB.format(name=name, steps=STEPS, eval_every=EVAL_EVERY, concurrent=concurrent, seeds=seeds,
-                               register=str(register).lower(), tmp=tmp, tracking_uri=tracking_uri,
-                               address=head.address))
+    path.write_text(job_text(name, seeds, concurrent, register, tmp, tracking_uri, head.address))
     return path
 
 

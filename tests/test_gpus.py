@@ -14,27 +14,19 @@ from pathlib import Path
 import pytest
 
 from orchestrator.spec import load_job_text
+from tests.fixtures.jobs import job_yaml
 from tests.fixtures.ray_head import LOGICAL_GPUS
 
 pytestmark = pytest.mark.timeout(300)
 
 # Each trial trains long enough (a few seconds on a loaded 2-core machine) to still be running when the last one
 # that fits beside it has started; a quarter CPU each leaves the GPUs as the only limit on how many run at once.
-JOB = """\
-name: {name}
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-train: {{steps: 400, eval_every: 200, eval_samples: 200, ema_decay: 0.0}}
-search:
-  scheduler: fifo
-  num_samples: {trials}
-  space:
-    train.lr_g: {{loguniform: [1.0e-4, 1.0e-3]}}
-resources: {{cpus_per_trial: 0.25, gpus_per_trial: {gpus}}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{enabled: false, model_name: {name}, tracking_uri: "{tracking_uri}"}}
-cluster: {{address: "{address}"}}
-"""
+def job_text(name: str, trials: int, gpus: float, tmp, tracking_uri: str, address: str) -> str:
+    return job_yaml(name, storage=f"{tmp}/results", tracking_uri=tracking_uri, register=False, cluster=address,
+                    train={"steps": 400, "eval_every": 200, "eval_samples": 200, "ema_decay": 0.0},
+                    search={"scheduler": "fifo", "num_samples": trials,
+                            "space": {"train.lr_g": {"loguniform": [1.0e-4, 1.0e-3]}}},
+                    resources={"cpus_per_trial": 0.25, "gpus_per_trial": gpus})
 NO_CUDA = "finds no usable CUDA device; training on CPU"
 
 
@@ -70,8 +62,7 @@ def gpu_jobs(ray_cluster, mlflow_sqlite_uri, tmp_path_factory) -> dict[float, Gp
         for gpus, trials in ((0.5, 5), (1, 3)):
             tmp = tmp_path_factory.mktemp(f"gpus-{gpus}")
             name = f"gf19-gpus-{str(gpus).replace('.', '-')}"
-            job = load_job_text(JOB.format(name=name, trials=trials, gpus=gpus, tmp=tmp, tracking_uri=mlflow_sqlite_uri,
-                                           address=ray_cluster.gcs_address))
+            job = load_job_text(job_text(name, trials, gpus, tmp, mlflow_sqlite_uri, ray_cluster.gcs_address))
             outcome = run_job(job, stream=io.StringIO(), cache_dir=str(tmp / "cache"))
             records = {t.trial_id: [json.loads(line) for line in Path(outcome.run_path, f"trial_{t.trial_id}",
                                                                          "result.json").read_text().splitlines()]

@@ -14,20 +14,13 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-JOB = """\
-name: outage
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-train: {{steps: 240, eval_every: 40, eval_samples: 500, ema_decay: 0.0}}
-search:
-  scheduler: fifo
-  num_samples: 2
-  space:
-    train.lr_g: {{choice: [1.0e-3, 2.0e-3]}}
-resources: {{cpus_per_trial: 1}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{model_name: outage-gan, tracking_uri: "{uri}"}}
-"""
+from tests.fixtures.jobs import job_yaml
+
+def job_text(tmp, uri: str) -> str:
+    return job_yaml("outage", storage=f"{tmp}/results", tracking_uri=uri, model_name="outage-gan",
+                    train={"steps": 240, "eval_every": 40, "eval_samples": 500, "ema_decay": 0.0},
+                    search={"scheduler": "fifo", "num_samples": 2,
+                            "space": {"train.lr_g": {"choice": [1.0e-3, 2.0e-3]}}})
 
 
 def _wait(predicate, timeout_s: float, what: str, proc, output: list[str]):
@@ -49,7 +42,7 @@ def _reported(tmp: Path) -> int:
 
 def test_tracking_outage_mid_job_loses_nothing(tmp_path, mlflow_server, s3_env_vars):
     uri = mlflow_server.tracking_uri
-    (tmp_path / "job.yaml").write_text(JOB.format(tmp=tmp_path, uri=uri))
+    (tmp_path / "job.yaml").write_text(job_text(tmp_path, uri))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GANFORGE_CACHE": str(tmp_path / "cache"), **s3_env_vars,
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     env.pop("MLFLOW_TRACKING_URI", None)

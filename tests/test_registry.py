@@ -13,18 +13,13 @@ from PIL import Image
 
 from orchestrator.cli import main as cli_main
 from orchestrator.errors import ModelNotFoundError, RegistryError
-from orchestrator.registry import (
-    Candidate,
-    ModelRef,
-    generator_dir,
-    list_models,
-    load_generator,
-    parse_model_uri,
-    pull_model,
-    register_champion,
-    version_artifact_repo,
-)
-from orchestrator.tracking import JobTracker, TrialTracker, client_for, resolve_tracking_uri
+from orchestrator.tracking.browse import list_models
+from orchestrator.tracking.client import client_for, resolve_tracking_uri
+from orchestrator.tracking.job_run import JobTracker
+from orchestrator.tracking.pull import generator_dir, load_generator, pull_model
+from orchestrator.tracking.register import Candidate, register_champion
+from orchestrator.tracking.trial_run import TrialTracker
+from orchestrator.tracking.versions import ModelRef, parse_model_uri, version_artifact_repo
 from trainers.data.info import DataInfo
 from trainers.export import generate, load_generator_dir, save_generator
 from trainers.families.dcgan import DCGANGenerator

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import RegistryError
-from orchestrator.registry import register_champion
-from orchestrator.tracking import JobTracker, TrialTracker, client_for
+from orchestrator.tracking.client import client_for
+from orchestrator.tracking.job_run import JobTracker
+from orchestrator.tracking.register import register_champion
+from orchestrator.tracking.trial_run import TrialTracker
 from tests.test_registry import all_artifacts, candidate, make_checkpoint, unique_name, version_repo
 from trainers.export import generate
 
@@ -36,7 +38,7 @@ PULL_SCRIPT = textwrap.dedent(
     import mlflow.pyfunc
     import numpy as np
     import pandas as pd
-    from orchestrator.registry import load_generator
+    from orchestrator.tracking.pull import load_generator
     from trainers.export import generate
 
     name, uri = sys.argv[1], sys.argv[2]

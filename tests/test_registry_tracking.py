@@ -9,7 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from orchestrator.tracking import JobTracker, TrialTracker, client_for
+from orchestrator.tracking.client import client_for
+from orchestrator.tracking.job_run import JobTracker
+from orchestrator.tracking.trial_run import TrialTracker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +108,7 @@ TRIAL_PROCESS = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from orchestrator.tracking import TrialTracker
+    from orchestrator.tracking.trial_run import TrialTracker
 
     uri, parent, trial_id = sys.argv[1:4]
     tracker = TrialTracker(uri, "concurrent", parent, trial_id, {"trial": trial_id})

@@ -12,19 +12,20 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.spec import load_job_text
+from tests.fixtures.jobs import job_yaml
 from tests.pbt_evidence import donor_fingerprints
 
 # A hung search (e.g. trials waiting for resources that never come) fails here instead of at the suite's 600 s.
 pytestmark = pytest.mark.timeout(240)
 
-COMMON = """\
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 32, depth: 2}}
-storage: {{uri: "{tmp}/results"}}
-registry: {{enabled: {register}, model_name: {name}, tracking_uri: "{tracking_uri}"}}
-"""
+
+def job_text(name: str, body: str, tmp: Path, tracking_uri: str, register: bool = False) -> str:
+    """The suite's tiny ring-8 job (tests/fixtures/jobs.py) with the sections `body` holds (YAML text)."""
+    return job_yaml(name, storage=f"{tmp}/results", tracking_uri=tracking_uri, register=register,
+                    **yaml.safe_load(body))
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,7 @@ def run(name: str, body: str, tmp: Path, tracking_uri: str, cache_dir: str, regi
     a test looks at it."""
     from orchestrator.runner import run_job
 
-    text = f"name: {name}\n" + COMMON.format(tmp=tmp, name=name, tracking_uri=tracking_uri,
-                                             register=str(register).lower()) + body
+    text = job_text(name, body, tmp, tracking_uri, register)
     stream = io.StringIO()
     outcome = run_job(load_job_text(text), stream=stream, cache_dir=cache_dir)
     return outcome, stream.getvalue()
@@ -318,9 +318,8 @@ def test_gpu_request_without_gpus_is_a_one_line_error(ray_local, tmp_path, mlflo
 
     name = "gf5-gpu"
     job = tmp_path / "job.yaml"
-    job.write_text(f"name: {name}\n" + COMMON.format(tmp=tmp_path, name=name, tracking_uri=mlflow_sqlite_uri,
-                                                     register="true")
-                   + "train: {steps: 20, eval_every: 20}\nsearch: {num_samples: 1}\nresources: {gpus_per_trial: 1}\n")
+    job.write_text(job_text(name, "train: {steps: 20, eval_every: 20}\nsearch: {num_samples: 1}\n"
+                                  "resources: {gpus_per_trial: 1}\n", tmp_path, mlflow_sqlite_uri, register=True))
     capfd.readouterr()
     assert main(["run", str(job)]) == 1
     # Only ganforge's own lines: this process's Ray also forwards what earlier jobs' trial processes printed.

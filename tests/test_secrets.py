@@ -16,20 +16,16 @@ from pathlib import Path
 import pytest
 
 from orchestrator.stack import child_env
+from tests.fixtures.jobs import job_yaml
 
 pytestmark = [pytest.mark.timeout(600),
               pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")]  # inside Ray's SDK
 
 NAME = "gf19-secrets"
-JOB = """\
-name: {name}
-data: {{uri: "builtin:ring8", batch_size: 64}}
-model: {{family: gan, latent_dim: 2, width: 16, depth: 2}}
-train: {{steps: 100, eval_every: 50, eval_samples: 300}}
-search: {{num_samples: 1, space: {{train.seed: {{grid: [0, 1]}}}}}}
-storage: {{uri: {storage}}}
-registry: {{model_name: {name}, tracking_uri: "http://ganforge:${{GANFORGE_TEST_CANARY}}@{server}"}}
-"""
+def job_text(storage: str, server: str) -> str:
+    return job_yaml(NAME, storage=storage, tracking_uri=f"http://ganforge:${{GANFORGE_TEST_CANARY}}@{server}",
+                    model={"width": 16}, train={"steps": 100, "eval_every": 50, "eval_samples": 300},
+                    search={"num_samples": 1, "space": {"train.seed": {"grid": [0, 1]}}})
 
 
 def scan(where: str, text: str, canaries: list[str]) -> None:
@@ -82,7 +78,7 @@ def test_a_canary_secret_reaches_no_output_record_storage_ray_job_or_mlflow(
     canaries = [password, s3_env_vars["AWS_SECRET_ACCESS_KEY"]]
     prefix = f"{NAME}-{tmp_path.name}"
     server = mlflow_tracking_uri.split("://", 1)[1]
-    (tmp_path / "job.yaml").write_text(JOB.format(name=NAME, storage=f"s3://{s3_bucket}/{prefix}", server=server))
+    (tmp_path / "job.yaml").write_text(job_text(f"s3://{s3_bucket}/{prefix}", server))
     env = child_env({**s3_env_vars, **cluster_secrets, "RAY_AUTH_MODE": "disabled"})
     env.pop("MLFLOW_TRACKING_URI", None)
 

@@ -76,6 +76,11 @@ def test_every_field_has_a_description():
         (GOOD.replace("builtin:ring8", "!!python/object/apply:os.system [ls]"), (), "is not allowed"),
         (GOOD.replace("builtin:ring8", "s3://AKIA:secret@bucket/x"), (), "credentials must not be written in the job file"),
         ("name: [unclosed", (), "job.yaml:1: not valid YAML"),
+        (GOOD + "  scheduler: ashaa\n", (), "job.yaml:12: unknown search.scheduler 'ashaa'; did you mean 'asha'?"),
+        (GOOD + "  algorithm: optuma\n", (), "unknown search.algorithm 'optuma'; did you mean 'optuna'?"),
+        (GOOD + "  scheduler: pbt\n", (), "job.yaml:11: search.space: scheduler pbt can only mutate"),
+        (GOOD.replace("choice: [[ns", "grid: [[ns") + "  algorithm: optuna\n", (),
+         "job.yaml:11: search.space.train.loss,train.n_critic: algorithm optuna samples its own values; use choice"),
     ],
 )
 def test_bad_input_names_path_and_line(text, overrides, expected):
@@ -182,3 +187,15 @@ def test_metric_declarations_load_without_torch():
     code = ("import sys; from trainers.metrics.declared import METRIC_MODES; import orchestrator.spec; "
             "import orchestrator.report.sections.provenance; assert 'torch' not in sys.modules; print(METRIC_MODES['fd_own'])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "min"
+
+
+def test_search_kinds_declare_exactly_what_search_builds():
+    """orchestrator/search_kinds.py (read by validation, no Ray) and the Tune builders hold the same names."""
+    from orchestrator import search, search_kinds
+
+    for declared, built in ((search_kinds.ALGORITHM_INFO, search.ALGORITHMS),
+                            (search_kinds.SCHEDULER_INFO, search.SCHEDULERS),
+                            (search_kinds.DISTRIBUTION_INFO, search.DISTRIBUTIONS)):
+        assert declared.names() == built.names(), declared.kind
+    with pytest.raises(ValueError, match="not declared in orchestrator/search_kinds.py"):
+        search.SCHEDULERS.register("hyperband")

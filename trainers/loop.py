@@ -1,8 +1,9 @@
 """The model-agnostic GAN training loop.
 
 `GANTrainer` sequences discriminator and generator phases for any registered family, loss, penalty, optimizer and
-stabiliser; it knows nothing of Ray or MLflow and never branches on their names. The orchestrator drives it
-(train_steps -> evaluate -> save_checkpoint); `train()` below is the same sequence as a plain function call.
+stabiliser; it knows nothing of Ray or MLflow and never branches on their names. Whoever runs it drives the one
+evaluation cycle of trainers/cycle.py (train_steps -> evaluate -> save_checkpoint); `train()` below is that cycle
+to the end with no reporter.
 
 Per step it does what a hand-written loop does (one G forward, D on real and fake, G through D) plus nothing that
 syncs with the host: diagnostics (D accuracy, gradient norms, losses) are sampled every _DIAGNOSTICS_EVERY steps,
@@ -22,10 +23,11 @@ from torch import nn
 
 from trainers import distributed
 from trainers.accel import Accelerator
-from trainers.checkpoint import load_state, save_state
+from trainers.cache import cache_root
+from trainers.checkpoint import fingerprint, load_state, save_state
+from trainers.cycle import NoReporter, TrainingDiverged, run_cycle
 from trainers.config import GANConfig, TrainConfig
-from trainers.data import open_dataset
-from trainers.data.builtins import cache_root
+from trainers.data import StreamOptions, open_dataset
 from trainers.diagnostics import collapse_report, largest_spectral_norm, sample_diversity
 from trainers.ema import GeneratorEMA
 from trainers.families import build_networks
@@ -43,15 +45,6 @@ _RANK_SEED_STRIDE = 100_003  # each DDP rank draws its own latents and noise
 _EVAL_SEED_OFFSET = 7919
 # How often the loop samples its diagnostics and looks for NaN/Inf (a host sync on GPU, so not every step).
 _DIAGNOSTICS_EVERY = 10
-
-
-class TrainingDiverged(RuntimeError):
-    """The losses became NaN/Inf or exploded: the trial ends as `diverged` instead of crashing the search."""
-
-    def __init__(self, step: int, reason: str) -> None:
-        super().__init__(f"training diverged at step {step}: {reason}")
-        self.step = step
-        self.reason = reason
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,17 +119,8 @@ class GANTrainer:
         # generator's own noise inputs, so a checkpoint captures all training randomness.
         self.rng = torch.Generator().manual_seed(self._rng_seed())
         self.G.noise_rng = self.rng
-        self.stream = self.dataset.stream(
-            batch_size=cfg.data.batch_size,
-            seed=cfg.train.seed,
-            shuffle_buffer=cfg.data.shuffle_buffer,
-            readahead=cfg.data.readahead,
-            rank=rank,
-            world_size=world_size,
-            on_corrupt=cfg.data.on_corrupt,
-            resident_bytes=int(cfg.data.resident_mb * 2**20),
-            device=self.device,
-        )
+        self.stream = self.dataset.stream(StreamOptions.from_config(cfg.data, seed=cfg.train.seed, rank=rank,
+                                                                    world_size=world_size, device=self.device))
         # The modules training forwards go through: DDP wrappers when a process group is active.
         self._g = distributed.wrap(self.G, self.device, world_size)
         self._d = distributed.wrap(self.D, self.device, world_size)
@@ -409,6 +393,17 @@ class GANTrainer:
         out["sn_max_d"] = largest_spectral_norm(self.D)
         return out
 
+    def applied_hparams(self) -> dict[str, float]:
+        """The hyperparameters the optimizers actually hold (after a PBT exploit: the recipient's, not the donor's)."""
+        g, d = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
+        applied = {"applied_lr_g": float(g["lr"]), "applied_lr_d": float(d["lr"])}
+        if "betas" in g:  # Adam-family optimizers; RMSprop (WGAN) has none
+            applied["applied_beta1"] = float(g["betas"][0])
+        return applied
+
+    def fingerprint(self) -> float:
+        return fingerprint(self.G)
+
     def best_samples(self, n: int, seed: int = 0) -> torch.Tensor:
         g = self.generators()[self.best_generator]
         was_training = g.training
@@ -491,13 +486,7 @@ def train(
 ) -> dict[str, float]:
     """Train one GAN to `train.steps`, evaluating every `train.eval_every` steps; returns the last metrics."""
     trainer = GANTrainer(cfg, cache_dir=cache_dir)
-    metrics: dict[str, float] = {}
     try:
-        while trainer.step < cfg.train.steps:
-            stats = trainer.train_steps(min(cfg.train.eval_every, cfg.train.steps - trainer.step))
-            metrics = {**stats, **trainer.evaluate()}
-            if on_eval:
-                on_eval(trainer, metrics)
+        return run_cycle(trainer, NoReporter(on_eval), steps=cfg.train.steps, eval_every=cfg.train.eval_every).metrics
     finally:
         trainer.close()
-    return metrics

@@ -21,15 +21,16 @@ class UnknownComponentError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, declared: "Registry[Any] | None" = None) -> None:
-        """`declared`: the torch-free list of names (trainers/catalog.py) that implementations must come from."""
+    def __init__(self, kind: str, declared: "Registry[Any] | None" = None, home: str = "trainers/catalog.py") -> None:
+        """`declared`: the torch-free list of names (in the file `home`) that implementations must come from."""
         self.kind = kind
         self.declared = declared
+        self.home = home
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         if self.declared is not None and name not in self.declared:
-            raise ValueError(f"{self.kind} {name!r} is not declared in trainers/catalog.py")
+            raise ValueError(f"{self.kind} {name!r} is not declared in {self.home}")
 
         def decorator(obj: T) -> T:
             if name in self._items:

@@ -70,7 +70,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def print_plan(job, out=None, as_json: bool = False) -> None:
     from orchestrator.storage import storage_root
     from orchestrator.search import SearchPlan
-    from orchestrator.tracking import Redactor, resolve_tracking_uri
+    from orchestrator.tracking.client import Redactor, resolve_tracking_uri
 
     out = out or sys.stdout  # looked up per call: tests and callers may swap sys.stdout
     plan = SearchPlan.from_spec(job.spec)

@@ -1,7 +1,7 @@
 """Model commands: `models list|pull|describe|promote|compare` and `sample`.
 
 MODEL arguments are NAME@ALIAS, NAME/VERSION or models:/...; `sample` also takes a pulled directory. The tracking
-URI is `--tracking-uri`, else MLFLOW_TRACKING_URI, else ./mlflow.db (see orchestrator.tracking).
+URI is `--tracking-uri`, else MLFLOW_TRACKING_URI, else ./mlflow.db (see orchestrator/tracking/client.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from orchestrator.errors import ModelNotFoundError, RegistryUsageError
 def _tracking_uri(args: argparse.Namespace) -> str:
     """--tracking-uri beats MLFLOW_TRACKING_URI, which beats ./mlflow.db. A SQLite store that does not exist is
     an error naming where ganforge looked: opening it would silently create an empty database there."""
-    from orchestrator.tracking import absolute_local_uri, resolve_tracking_uri
+    from orchestrator.tracking.client import absolute_local_uri, resolve_tracking_uri
 
     uri = absolute_local_uri(args.tracking_uri) if args.tracking_uri else resolve_tracking_uri(None)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
@@ -51,7 +51,7 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from orchestrator.registry import list_models
+    from orchestrator.tracking.browse import list_models
 
     try:
         uri = _tracking_uri(args)
@@ -76,7 +76,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from orchestrator.registry import generator_dir, pull_model
+    from orchestrator.tracking.pull import generator_dir, pull_model
 
     out = pull_model(args.model, args.out, tracking_uri=_tracking_uri(args))
     print(f"pulled {args.model} to {out} (generator: {generator_dir(out)})")
@@ -84,7 +84,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from orchestrator.registry import describe_model
+    from orchestrator.tracking.browse import describe_model
 
     info = describe_model(_tracking_uri(args), args.model)
     if args.json:
@@ -124,7 +124,7 @@ def _lineage_summary(lineage: dict) -> list[str]:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from orchestrator.registry import promote
+    from orchestrator.tracking.register import promote
 
     result = promote(_tracking_uri(args), args.name, args.version, alias=args.alias)
     previous = f" (previous holder's metric: {_fmt(result.previous)})" if result.previous is not None else ""
@@ -133,7 +133,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from orchestrator.registry import compare_versions
+    from orchestrator.tracking.browse import compare_versions
 
     result = compare_versions(_tracking_uri(args), args.name, args.a, args.b, args.out)
     if args.json:
@@ -175,7 +175,7 @@ SAMPLE_WRITERS: dict[str, Callable] = {".png": _save_png, ".npy": _save_npy}
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from orchestrator.registry import load_generator
+    from orchestrator.tracking.pull import load_generator
     from trainers.export import generate
 
     out = Path(args.out)

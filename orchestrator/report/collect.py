@@ -12,6 +12,7 @@ from typing import Any, Optional
 from orchestrator.errors import SpecError
 from orchestrator.report.data import ReportData, TrialRecord
 from orchestrator.report.grids import stored_grids
+from orchestrator.search_kinds import scheduler_info
 from orchestrator.storage import RUN_RECORD, read_text
 
 REPORT_FOLDER = "report"  # under the run folder: the page and the grids it shows
@@ -143,22 +144,8 @@ def _reason(outcome, plan, last: dict[str, Any]) -> str:
     if outcome.status == "error":
         first = str(outcome.result.error).strip().splitlines()
         return f"failed: {first[-1] if first else 'unknown error'}"[:300]
-    if search.scheduler == "asha":
-        rung = asha_rung(outcome.iterations, search.asha.grace_period, search.asha.reduction_factor)
-        return (f"stopped early by ASHA at rung {rung} {at}: not in the top 1/{search.asha.reduction_factor:g} "
-                "of the trials that reached it")
-    if search.scheduler == "median":
-        return f"stopped early by the median stopping rule {at}: below the median of the other trials"
-    return f"stopped {at}"
-
-
-def asha_rung(iterations: int, grace_period: int, reduction_factor: float) -> int:
-    """The ASHA rung (0 = the first, at grace_period evaluations) a trial stopped at `iterations` was judged at."""
-    rung, milestone = 0, float(grace_period)
-    while milestone * reduction_factor <= iterations + 1e-9:
-        milestone *= reduction_factor
-        rung += 1
-    return rung
+    explain = scheduler_info(search.scheduler).stop_reason
+    return explain(search, outcome.iterations, at) if explain else f"stopped {at}"
 
 
 def _floors(trials: list[TrialRecord]) -> dict[str, float]:
@@ -177,7 +164,7 @@ def _span(trials: list[TrialRecord]) -> tuple[Optional[float], Optional[float]]:
 
 
 def _pbt(run_path: str, spec) -> list[dict[str, Any]]:
-    if spec.search.scheduler != "pbt":
+    if not scheduler_info(spec.search.scheduler).exploit_log:
         return []
     from orchestrator.pbt_lineage import collect_policy
 
@@ -185,7 +172,7 @@ def _pbt(run_path: str, spec) -> list[dict[str, Any]]:
 
 
 def _redacted_yaml(job) -> str:
-    from orchestrator.tracking import Redactor
+    from orchestrator.tracking.client import Redactor
 
     return Redactor.from_environment(job.text).text(job.text)
 
@@ -193,6 +180,6 @@ def _redacted_yaml(job) -> str:
 def _redacted_spec(job) -> dict[str, Any]:
     """The resolved spec with `${VAR}` values shown as references (JobSpec's own redaction), then any secret value
     of the environment masked, as MLflow's copy is."""
-    from orchestrator.tracking import Redactor
+    from orchestrator.tracking.client import Redactor
 
     return Redactor.from_environment(job.text).value(job.redacted())

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.search_kinds import ALGORITHM_INFO, SCHEDULER_INFO
 from orchestrator.spec.model import JobSpec
 from orchestrator.spec.uris import URI_RULES, uri_problem
 from trainers.catalog import BUILTIN_KINDS, FAMILY_INFO
@@ -150,26 +151,33 @@ def data_fits(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
         yield from kind_issues(spec, kind)
 
 
-RANGES = ("uniform", "loguniform", "randint")
-
-
 @check
-def algorithm_fits_space(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
-    if spec.search.algorithm != "grid":
-        return
-    for key, dist in spec.search.space.items():
-        if dist.kind in RANGES:
-            yield Issue(("search", "space", key, dist.kind),
-                        f"search.space.{key}: algorithm grid needs choice or grid values, not a {dist.kind} range; "
-                        f"list the values, or use algorithm random or optuna")
-
-
-@check
-def algorithm_installed(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
-    """optuna is an extra; find_spec looks for it without importing it."""
-    if spec.search.algorithm == "optuna" and importlib.util.find_spec("optuna") is None:
-        yield Issue(("search", "algorithm"), "search.algorithm: optuna needs the optuna package; "
-                                             "pip install 'ganforge[search]'")
+def search_kinds(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    """The algorithm and scheduler are declared names, the algorithm draws from every distribution the space uses,
+    a scheduler that mutates trials mid-way searches only what it can mutate, and an extra the algorithm needs is
+    installed (find_spec looks for it without importing it)."""
+    search = spec.search
+    for field, registry in (("algorithm", ALGORITHM_INFO), ("scheduler", SCHEDULER_INFO)):
+        try:
+            registry.get(getattr(search, field))
+        except UnknownComponentError as exc:
+            yield Issue(("search", field), str(exc))
+    if search.algorithm in ALGORITHM_INFO:
+        algorithm = ALGORITHM_INFO.get(search.algorithm)
+        for key, dist in search.space.items():
+            refusal = algorithm.refuses(dist.kind)
+            if refusal:
+                yield Issue(("search", "space", key, dist.kind),
+                            f"search.space.{key}: algorithm {search.algorithm} {refusal}")
+        if algorithm.package and importlib.util.find_spec(algorithm.package) is None:
+            yield Issue(("search", "algorithm"), f"search.algorithm: {search.algorithm} needs the {algorithm.package} "
+                                                 "package; pip install 'ganforge[search]'")
+    mutable = SCHEDULER_INFO.get(search.scheduler).mutates if search.scheduler in SCHEDULER_INFO else None
+    fixed = [key for key in search.space for p in key.split(",") if mutable is not None and p.strip() not in mutable]
+    if fixed:
+        yield Issue(("search", "space", fixed[0]),
+                    f"search.space: scheduler {search.scheduler} can only mutate {', '.join(sorted(mutable))}; "
+                    f"move {fixed[0]!r} out of search.space or use another scheduler")
 
 
 @check
@@ -187,7 +195,7 @@ def space_lands(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
             yield Issue(where, f"search.space: {dotted(path)!r} is not a spec field{hint}")
         if bad:
             continue
-        samples = dist.values if dist.kind in ("choice", "grid") else list(dist.values)
+        samples = list(dist.values)  # a range's two bounds, or every listed value
         for sample in samples:
             problem = _sample_problem(data, paths, sample)
             if problem:

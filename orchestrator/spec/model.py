@@ -9,10 +9,10 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from orchestrator.search_kinds import ALGORITHM_INFO, DISTRIBUTION_INFO, DISTRIBUTION_NAMES, SCHEDULER_INFO
 from trainers.config import GANConfig, Section
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 
 
 class Distribution(Section):
@@ -26,14 +26,15 @@ class Distribution(Section):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Distribution":
-        set_fields = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        set_fields = [k for k in DISTRIBUTION_NAMES if getattr(self, k) is not None]
         if len(set_fields) != 1:
-            raise ValueError(f"give exactly one of {', '.join(DISTRIBUTIONS)} (got {', '.join(set_fields) or 'none'})")
+            raise ValueError(f"give exactly one of {', '.join(DISTRIBUTION_NAMES)} (got {', '.join(set_fields) or 'none'})")
         kind = set_fields[0]
         value = getattr(self, kind)
-        if kind in ("choice", "grid") and not value:
+        bounds = DISTRIBUTION_INFO.get(kind).bounds
+        if not bounds and not value:
             raise ValueError(f"{kind} needs at least one value")
-        if kind in ("uniform", "loguniform", "randint") and not value[0] < value[1]:
+        if bounds and not value[0] < value[1]:
             raise ValueError(f"{kind} needs low < high, got {list(value)}")
         if kind == "loguniform" and value[0] <= 0:
             raise ValueError(f"loguniform needs low > 0, got {value[0]}")
@@ -41,7 +42,7 @@ class Distribution(Section):
 
     @property
     def kind(self) -> str:
-        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+        return next(k for k in DISTRIBUTION_NAMES if getattr(self, k) is not None)
 
     @property
     def values(self) -> Any:
@@ -65,14 +66,10 @@ class PBTConfig(Section):
     synch: bool = Field(False, description="Synchronous PBT: members wait at each perturbation point until the whole population reaches it (exploits no longer depend on timing; slots idle while they wait).")
 
 
-# Fields PBT may change mid-trial: they live in the optimizers and EMA, which a restore re-applies.
-PBT_MUTABLE = frozenset({"train.lr_g", "train.lr_d", "train.beta1", "train.beta2", "train.n_critic",
-                         "train.penalty_weight", "train.ema_decay"})
-
-
 class SearchConfig(Section):
-    algorithm: Literal["random", "grid", "optuna"] = Field("random", description="How configurations are proposed: random, grid (every choice) or optuna (multivariate TPE, learning from the reports so far).")
-    scheduler: Literal["fifo", "asha", "median", "pbt"] = Field("asha", description="Trial scheduler: fifo runs all to the end, asha/median stop poor trials early, pbt mutates and copies winners.")
+    # Names are checked against orchestrator/search_kinds.py by orchestrator/spec/checks.py, as model.family is.
+    algorithm: str = Field("random", json_schema_extra={"enum": ALGORITHM_INFO.names()}, description="How configurations are proposed: random, grid (every choice) or optuna (multivariate TPE, learning from the reports so far).")
+    scheduler: str = Field("asha", json_schema_extra={"enum": SCHEDULER_INFO.names()}, description="Trial scheduler: fifo runs all to the end, asha/median stop poor trials early, pbt mutates and copies winners.")
     num_samples: int = Field(8, ge=1, description="Configurations to try (each grid point is repeated this many times).")
     seeds: int = Field(1, ge=1, description="Seeds per configuration; configurations rank by their median score, diverged seeds counting as worst.")
     random_seed: int = Field(0, ge=0, description="Seed of the search itself (which configurations are sampled).")
@@ -96,17 +93,6 @@ class SearchConfig(Section):
                 if path.strip().split(".")[0] not in ("data", "model", "train"):
                     raise ValueError(f"{key!r}: only data.*, model.* and train.* fields can be searched")
         return space
-
-    @model_validator(mode="after")
-    def _pbt_mutates_only_optimizer_state(self) -> "SearchConfig":
-        if self.scheduler == "pbt":
-            fixed = [k for k in self.space for p in k.split(",") if p.strip() not in PBT_MUTABLE]
-            if fixed:
-                raise ValueError(f"scheduler pbt can only mutate {', '.join(sorted(PBT_MUTABLE))}; "
-                                 f"move {fixed[0]!r} out of search.space or use another scheduler")
-        if self.algorithm == "optuna" and any(d.kind == "grid" for d in self.space.values()):
-            raise ValueError("algorithm optuna samples its own values; use choice instead of grid")
-        return self
 
 
 class ResourcesConfig(Section):

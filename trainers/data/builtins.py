@@ -1,93 +1,20 @@
-"""Built-in data sets (builtin:NAME), generated in memory and materialised as ordinary Parquet + manifest under the
-cache on first use, so training always goes through the same Arrow reading path.
+"""Built-in data sets (builtin:NAME, trainers/data/sources/builtin.py) materialised as ordinary Parquet + manifest
+under the cache on first use, so training always goes through the same Arrow reading path.
 
 Materialisation is atomic (import into a temp folder, then rename), because concurrent trials in separate processes
 may ask for the same data set at the same moment.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import uuid
-from pathlib import Path
-from typing import Callable
 
-import numpy as np
-
+from trainers.cache import cache_root
 from trainers.data.errors import DataError
+from trainers.data.importer import import_dataset
 from trainers.data.manifest import MANIFEST_NAME
-from trainers.data.sources.base import SourceData, array_source
-from trainers.registry import Registry, UnknownComponentError
-
-BUILTIN_SCHEME = "builtin:"
-MIXTURE_ROWS = 100_000
-MIXTURE_SEED = 20180601  # fixed: every machine materialises identical points (same manifest checksum)
-
-BUILTINS: Registry[Callable[[], SourceData]] = Registry("built-in data set")
-
-
-@BUILTINS.register("digits")
-def digits() -> SourceData:
-    """scikit-learn's 1,797 8x8 handwritten digits; values 0..16 scaled to 0..255."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return array_source(
-        "digits",
-        images,
-        bunch.target.astype(np.int64),
-        where=f"{BUILTIN_SCHEME}digits",
-        label_names=[str(i) for i in range(10)],
-        provenance={"importer": "builtin", "source": f"{BUILTIN_SCHEME}digits", "origin": "sklearn.datasets.load_digits"},
-        fingerprint="builtin:digits:v1",
-    )
-
-
-def mixture(name: str, means: np.ndarray, sigma: float) -> SourceData:
-    """MIXTURE_ROWS points from equally weighted isotropic Gaussians; the label is the mode index."""
-    rng = np.random.default_rng(MIXTURE_SEED)
-    modes = rng.integers(0, len(means), size=MIXTURE_ROWS)
-    points = (means[modes] + sigma * rng.standard_normal((MIXTURE_ROWS, 2))).astype(np.float32)
-    return array_source(
-        name,
-        points,
-        modes.astype(np.int64),
-        where=f"{BUILTIN_SCHEME}{name}",
-        label_names=[f"mode {i}" for i in range(len(means))],
-        extra={"mixture": {"means": means.tolist(), "sigma": sigma}},
-        provenance={"importer": "builtin", "source": f"{BUILTIN_SCHEME}{name}", "seed": MIXTURE_SEED},
-        fingerprint=f"builtin:{name}:v1",
-    )
-
-
-@BUILTINS.register("ring8")
-def ring8() -> SourceData:
-    # 2*pi*i/8 for i in 0..7: linspace(0, 2*pi, 8) would repeat the endpoint and leave 7 modes.
-    angles = [2 * math.pi * i / 8 for i in range(8)]
-    return mixture("ring8", np.array([[math.cos(a), math.sin(a)] for a in angles]), 0.01)
-
-
-@BUILTINS.register("grid25")
-def grid25() -> SourceData:
-    coords = (-4.0, -2.0, 0.0, 2.0, 4.0)
-    return mixture("grid25", np.array([[x, y] for x in coords for y in coords]), 0.05)
-
-
-def builtin_factory(name: str) -> Callable[[], SourceData]:
-    try:
-        return BUILTINS.get(name)
-    except UnknownComponentError as exc:
-        raise DataError(f"{BUILTIN_SCHEME}{name}: {exc}") from None
-
-
-def open_builtin(name: str) -> SourceData:
-    return builtin_factory(name)()
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    return Path(cache_dir or os.environ.get("GANFORGE_CACHE") or Path.home() / ".cache" / "ganforge").expanduser()
+from trainers.data.sources.builtin import BUILTIN_SCHEME, builtin_factory
 
 
 def materialise_builtin(name: str, cache_dir: str | os.PathLike | None = None) -> str:
@@ -96,8 +23,6 @@ def materialise_builtin(name: str, cache_dir: str | os.PathLike | None = None) -
     final = cache_root(cache_dir) / "datasets" / name
     if (final / MANIFEST_NAME).is_file():
         return str(final)
-    from trainers.data.importer import import_dataset  # the importer reads sources: import lazily
-
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = final.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:

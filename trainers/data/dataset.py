@@ -4,19 +4,21 @@ from __future__ import annotations
 import math
 import os
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 
-from trainers.data.builtins import BUILTIN_SCHEME, materialise_builtin
+from trainers.data.builtins import materialise_builtin
 from trainers.data.errors import DataError
 from trainers.data.fs import Location, resolve
 from trainers.data.info import DataInfo
 from trainers.data.layout import STORED_DTYPE, DecodeError, decode
 from trainers.data.manifest import Manifest, read_manifest
 from trainers.data.shards import ShardCorrupt, ShardReader
+from trainers.data.sources.builtin import BUILTIN_SCHEME
 from trainers.data.resident import ResidentStream
-from trainers.data.stream import BatchStream
+from trainers.data.stream import BatchStream, StreamOptions
 from trainers.data.tensors import images_to_model_range
 
 _REAL_SAMPLES_STREAM = 0x5EED_0003
@@ -32,23 +34,17 @@ class Dataset:
     def info(self) -> DataInfo:
         return self.manifest.info()
 
-    def stream(
-        self,
-        batch_size: int,
-        seed: int,
-        shuffle_buffer: int = 4096,
-        readahead: int = 2,
-        rank: int = 0,
-        world_size: int = 1,
-        on_corrupt: str = "error",
-        resident_bytes: int = 0,
-        device: str | torch.device = "cpu",
-    ) -> BatchStream:
-        """Batches in the seeded order; a data set whose decoded rows fit in `resident_bytes` is held on `device`
-        (a ResidentStream: same order, no reads or host copies per batch), any other one is streamed."""
-        if 0 < self.decoded_bytes <= resident_bytes:
-            return ResidentStream(self, batch_size, seed, shuffle_buffer, rank, world_size, on_corrupt, device)
-        return BatchStream(self, batch_size, seed, shuffle_buffer, readahead, rank, world_size, on_corrupt)
+    def stream(self, options: StreamOptions | None = None, /, **fields: Any) -> BatchStream:
+        """Batches in the seeded order, as `options` (or the StreamOptions `fields`: batch_size=, seed=, ...) say.
+        A data set whose decoded rows fit in `resident_bytes` is held on `device` (a ResidentStream: same order, no
+        reads or host copies per batch), any other one is streamed."""
+        if options is None:
+            options = StreamOptions(**fields)
+        elif fields:
+            raise TypeError("give StreamOptions or its fields, not both")
+        if 0 < self.decoded_bytes <= options.resident_bytes:
+            return ResidentStream(self, options)
+        return BatchStream(self, options)
 
     @property
     def decoded_bytes(self) -> int:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from trainers.data.errors import DataError
@@ -193,3 +195,22 @@ def _new_s3_filesystem(endpoint: str | None, region: str | None) -> pafs.S3FileS
         kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme or "https")
     # Keys, session tokens and profiles are picked up by the AWS SDK's default chain; we never pass them.
     return RetryingS3FileSystem(_request_attempts(), **kwargs)
+
+
+def write_bytes_atomically(location: Location, name: str, data: bytes | pa.Buffer) -> None:
+    """Store `data` as `name` whole or not at all (a local temp file renamed; an object store's upload)."""
+    fs = location.filesystem
+    final = location.path(name)
+    try:
+        if location.is_remote:
+            # An object store publishes an object only when its upload completes: already atomic.
+            with fs.open_output_stream(final) as out:
+                out.write(data)
+            return
+        fs.create_dir(location.root, recursive=True)
+        temp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        with fs.open_output_stream(temp) as out:
+            out.write(data)
+        fs.move(temp, final)
+    except OSError as exc:
+        raise DataError(f"{location.uri_of(name)}: cannot write ({' '.join(str(exc).split())})") from None

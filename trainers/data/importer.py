@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from trainers.data.errors import DataError
-from trainers.data.fs import Location, resolve
+from trainers.data.fs import Location, resolve, write_bytes_atomically
 from trainers.data.layout import STORED_DTYPE, arrow_schema, choose_encoding, schema_record, stored_row_bytes, to_table
-from trainers.data.manifest import MANIFEST_NAME, Manifest, ShardEntry, check_bucket, read_manifest
-from trainers.data.sources.base import SourceData, open_source
-from trainers.data.writer import file_sha256, write_bytes_atomically, write_shard
+from trainers.data.manifest import MANIFEST_NAME, Manifest, ShardEntry, check_bucket, read_manifest, write_manifest
+from trainers.data.sources import SourceData, open_source
+from trainers.data.writer import file_sha256, write_shard
 
 log = logging.getLogger("ganforge.data")
 
@@ -112,8 +112,6 @@ def import_dataset(
         },
         extra=src.extra,
     )
-    from trainers.data.manifest import write_manifest
-
     write_manifest(location, manifest)
     _remove(location, JOURNAL_NAME)
     _remove_stale_shards(location, num_shards)

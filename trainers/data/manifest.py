@@ -12,7 +12,7 @@ from typing import Any, Literal
 import pyarrow.fs as pafs
 
 from trainers.data.errors import DataError
-from trainers.data.fs import Location
+from trainers.data.fs import Location, write_bytes_atomically
 from trainers.data.info import DataInfo, DataKind
 
 MANIFEST_NAME = "manifest.json"
@@ -137,10 +137,7 @@ def read_manifest(location: Location) -> Manifest:
 
 
 def write_manifest(location: Location, manifest: Manifest) -> None:
-    data = json.dumps(manifest.to_json(), indent=2).encode()
-    from trainers.data.writer import write_bytes_atomically  # writer imports manifest: avoid a cycle
-
-    write_bytes_atomically(location, MANIFEST_NAME, data)
+    write_bytes_atomically(location, MANIFEST_NAME, json.dumps(manifest.to_json(), indent=2).encode())
 
 
 def check_bucket(location: Location) -> str | None:

@@ -10,9 +10,9 @@ BatchStream's own, so both serve identical batches and a checkpoint taken with o
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,28 +20,15 @@ import torch
 from trainers.data.errors import DataError
 from trainers.data.plan import EpochPlan
 from trainers.data.producer import Gap, Producer, ReaderPools, WindowStart
-from trainers.data.stream import BatchStream, _Window, serving_order
-
-if TYPE_CHECKING:
-    from trainers.data.dataset import Dataset
+from trainers.data.stream import BatchStream, StoredData, StreamOptions, _Window, serving_order
 
 log = logging.getLogger("ganforge.data")
 
 
 class ResidentStream(BatchStream):
-    def __init__(
-        self,
-        dataset: "Dataset",
-        batch_size: int,
-        seed: int,
-        shuffle_buffer: int = 4096,
-        rank: int = 0,
-        world_size: int = 1,
-        on_corrupt: str = "error",
-        device: str | torch.device = "cpu",
-    ) -> None:
-        super().__init__(dataset, batch_size, seed, shuffle_buffer, 0, rank, world_size, on_corrupt)
-        self.device = torch.device(device)
+    def __init__(self, dataset: StoredData, options: StreamOptions) -> None:
+        super().__init__(dataset, dataclasses.replace(options, readahead=0))  # nothing to read ahead once held
+        self.device = torch.device(options.device)
         rows = np.asarray([s.rows for s in dataset.manifest.shards], dtype=np.int64)
         self._shard_base = np.concatenate([[0], np.cumsum(rows)])  # global index of each shard's first row
         # Loaded on the first batch, where a streamed data set would first be read (and fail, if it is bad).

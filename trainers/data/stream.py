@@ -11,23 +11,58 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
 
 from trainers.data.errors import DataError
+from trainers.data.fs import Location
+from trainers.data.info import DataInfo
+from trainers.data.manifest import Manifest
 from trainers.data.producer import Gap, Producer, ProducerStats, ReaderPools, Rows, StreamOrder, WindowStart
 from trainers.data.readahead import Inline, Readahead
 from trainers.data.tensors import images_to_model_range
-
-if TYPE_CHECKING:
-    from trainers.data.dataset import Dataset
 
 log = logging.getLogger("ganforge.data")
 
 ON_CORRUPT = ("error", "skip")
 STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a data set is served, as one value from the job's data section to the stream (`Dataset.stream`)."""
+
+    batch_size: int
+    seed: int
+    shuffle_buffer: int = 4096  # rows in a window shuffled as one
+    readahead: int = 2  # record batches decoded ahead in a thread (0: in the caller's thread)
+    rank: int = 0  # this process's share of a data-parallel run ...
+    world_size: int = 1  # ... of this many
+    on_corrupt: str = "error"  # or "skip" a corrupt row group with a warning
+    resident_bytes: int = 0  # a data set whose decoded rows fit is held on `device` (ResidentStream)
+    device: str | torch.device = "cpu"
+
+    @classmethod
+    def from_config(cls, data: Any, *, seed: int, rank: int = 0, world_size: int = 1,
+                    device: str | torch.device = "cpu") -> "StreamOptions":
+        """From a job's `data` section (trainers.config.DataConfig) and the run's seed, rank and device."""
+        return cls(batch_size=data.batch_size, seed=seed, shuffle_buffer=data.shuffle_buffer,
+                   readahead=data.readahead, rank=rank, world_size=world_size, on_corrupt=data.on_corrupt,
+                   resident_bytes=int(data.resident_mb * 2**20), device=device)
+
+
+class StoredData(Protocol):
+    """What a stream reads from (a `trainers.data.Dataset`)."""
+
+    uri: str
+    location: Location
+    manifest: Manifest
+
+    @property
+    def info(self) -> DataInfo: ...
 
 
 class _Window:
@@ -69,17 +104,8 @@ def serving_order(permutation: np.ndarray, valid: np.ndarray) -> tuple[np.ndarra
 
 
 class BatchStream:
-    def __init__(
-        self,
-        dataset: "Dataset",
-        batch_size: int,
-        seed: int,
-        shuffle_buffer: int = 4096,
-        readahead: int = 2,
-        rank: int = 0,
-        world_size: int = 1,
-        on_corrupt: str = "error",
-    ) -> None:
+    def __init__(self, dataset: StoredData, options: StreamOptions) -> None:
+        batch_size, on_corrupt, rank, world_size = options.batch_size, options.on_corrupt, options.rank, options.world_size
         if batch_size < 1:
             raise DataError(f"{dataset.uri}: batch_size must be >= 1, got {batch_size}")
         if on_corrupt not in ON_CORRUPT:
@@ -90,9 +116,10 @@ class BatchStream:
             raise DataError(f"{dataset.uri}: {dataset.info.num_rows} rows cannot give each of {world_size} ranks a share")
         self.dataset = dataset
         self.batch_size = batch_size
-        self.readahead = max(0, readahead)
+        self.readahead = max(0, options.readahead)
         self.on_corrupt = on_corrupt
-        self._order = StreamOrder(seed=seed, window=max(1, shuffle_buffer), rank=rank, world_size=world_size)
+        self._order = StreamOrder(seed=options.seed, window=max(1, options.shuffle_buffer), rank=rank,
+                                  world_size=world_size)
         self._share_rows = dataset.info.num_rows // world_size
         self._epoch, self._position = 0, 0
         self._window: _Window | None = None

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainers.data.errors import DataError
-from trainers.data.fs import Location
+from trainers.data.fs import Location, write_bytes_atomically
 from trainers.data.manifest import ShardEntry
 
 HASH_CHUNK = 8 << 20
@@ -24,24 +23,6 @@ def write_shard(location: Location, name: str, table: pa.Table, row_group_rows: 
     data = sink.getvalue()
     write_bytes_atomically(location, name, data)
     return ShardEntry(path=name, rows=table.num_rows, bytes=data.size, sha256=hashlib.sha256(data).hexdigest())
-
-
-def write_bytes_atomically(location: Location, name: str, data: bytes | pa.Buffer) -> None:
-    fs = location.filesystem
-    final = location.path(name)
-    try:
-        if location.is_remote:
-            # An object store publishes an object only when its upload completes: already atomic.
-            with fs.open_output_stream(final) as out:
-                out.write(data)
-            return
-        fs.create_dir(location.root, recursive=True)
-        temp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
-        with fs.open_output_stream(temp) as out:
-            out.write(data)
-        fs.move(temp, final)
-    except OSError as exc:
-        raise DataError(f"{location.uri_of(name)}: cannot write ({' '.join(str(exc).split())})") from None
 
 
 def file_sha256(location: Location, name: str) -> str | None:

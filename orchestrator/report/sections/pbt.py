@@ -9,6 +9,7 @@ import yaml
 from orchestrator.report.data import ReportData
 from orchestrator.report.sections.common import caption, param_label, value
 from orchestrator.report.svg import BLUE, GRID_GREY, VERMILION, esc, fmt, legend
+from orchestrator.search_kinds import scheduler_info
 
 TITLE = "PBT lineage"
 
@@ -102,7 +103,7 @@ def _exploit_table(data: ReportData) -> str:
 
 
 def render(data: ReportData) -> Optional[str]:
-    if data.search.get("scheduler") != "pbt":
+    if not scheduler_info(data.search.get("scheduler", "")).exploit_log:
         return None
     if not data.pbt_records:
         return caption("PBT has not exploited yet: no trial has copied another so far.")

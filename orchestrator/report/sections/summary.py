@@ -8,16 +8,15 @@ from collections import Counter
 from orchestrator.report.data import ReportData
 from orchestrator.report.sections.common import STATUS_WORDS, duration, value
 from orchestrator.report.svg import esc, fmt
+from orchestrator.search_kinds import scheduler_info
 
 TITLE = "Summary"
-_SCHEDULER_PARAMS = {"asha": ("grace_period", "reduction_factor"), "median": ("grace_period", "min_samples_required"),
-                     "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability")}
 
 
 def _scheduler(data: ReportData) -> str:
     name = data.search.get("scheduler", "?")
     params = data.search.get(name) or {}
-    shown = ", ".join(f"{k} {value(params[k])}" for k in _SCHEDULER_PARAMS.get(name, ()) if k in params)
+    shown = ", ".join(f"{k} {value(params[k])}" for k in scheduler_info(name).shown_params if k in params)
     return f"{esc(name)}" + (f" ({shown})" if shown else "")
 
 

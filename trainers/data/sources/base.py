@@ -1,7 +1,7 @@
 """What importers read from: a SourceData describes the samples and reads any row range of them.
 
-File formats register a SourceFormat (sniff + open) in SOURCE_FORMATS; `open_source` asks each to sniff the path
-unless a format is named. Built-in data sets register in `trainers.data.builtins`.
+File formats register a SourceFormat (sniff + open) in SOURCE_FORMATS; `open_source` (trainers.data.sources) asks
+each to sniff the path unless a format is named. Built-in data sets are sources/builtin.py.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from trainers.data.errors import DataError
 from trainers.data.info import DataKind
-from trainers.registry import Registry, UnknownComponentError
+from trainers.registry import Registry
 
 # read(start, stop) -> (samples, labels) for rows [start, stop): images (N, H, W, C) uint8 or, when `encoded`,
 # a list of PNG/JPEG bytes; points (N, D) float32; labels int64 or None.
@@ -45,34 +45,6 @@ class SourceFormat(Protocol):
 
 
 SOURCE_FORMATS: Registry[type[SourceFormat]] = Registry("import format")  # classes; instantiated per use
-
-
-def open_source(source: str, fmt: str | None = None) -> SourceData:
-    """A built-in name (builtin:digits) or a local file/folder in a registered format."""
-    from trainers.data import sources as _formats  # noqa: F401  # registers the file formats
-    from trainers.data.builtins import BUILTIN_SCHEME, open_builtin  # builtins import this module: avoid a cycle
-
-    if source.startswith(BUILTIN_SCHEME):
-        if fmt:
-            raise DataError(f"{source}: --format applies to files and folders, not built-in data sets")
-        return open_builtin(source[len(BUILTIN_SCHEME):])
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(f"{source}: no such file or folder")
-    if fmt:
-        try:
-            return SOURCE_FORMATS.get(fmt)().open(path)
-        except UnknownComponentError as exc:
-            raise DataError(f"{source}: {exc}") from None
-    # Sniffers are mutually exclusive (by suffix, magic number or folder content), so order does not matter.
-    for name in SOURCE_FORMATS:
-        source_format = SOURCE_FORMATS.get(name)()
-        if source_format.sniff(path):
-            return source_format.open(path)
-    raise DataError(
-        f"{source}: not a recognised source (formats: {', '.join(SOURCE_FORMATS.names())}; "
-        f"built-ins: builtin:digits, builtin:ring8, builtin:grid25)"
-    )
 
 
 def file_fingerprint(paths: Sequence[Path]) -> str:

@@ -278,12 +278,21 @@ def _lineage(model_name: str, candidate: Candidate, record: dict, lineage: dict,
         "hyperparameters": candidate.params,
         "data": {k: data.get(k) for k in ("name", "kind", "shape", "num_rows", "num_classes", "checksum")},
         "architecture": record.get("arch"),
+        "model_kind": model_kind(record),
         "ganforge_version": ganforge_version(),
         "git_commit": lineage.get("git_commit") or git_commit(),
         "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # The caller's lineage (job, top-k table, PBT policy, floor...) adds to ours; a None never erases a known value.
     return {**base, **{k: v for k, v in lineage.items() if v is not None or k not in base}}
+
+
+def model_kind(record: dict) -> str:
+    """What a registered model does, from its generator.json: how `models describe` says which command applies it."""
+    meta = record.get("meta") or {}
+    if meta.get("task") == "translation":
+        return f"translator ({meta.get('family', '?')}: {', '.join(meta.get('directions') or [])}; ganforge translate)"
+    return "generator (samples from noise; ganforge sample)"
 
 
 def _version_tags(candidate: Candidate, lineage: dict, data_checksum: str | None) -> dict[str, str]:

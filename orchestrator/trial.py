@@ -24,6 +24,7 @@ from orchestrator.report.grids import record_grid
 from orchestrator.search import expand_trial_config
 from trainers.config import GANConfig
 from trainers.loop import GANTrainer, TrainingDiverged
+from trainers.tasks import trainer_class
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = ctx.config_for(config)
     placed = trial_device(cfg.train.device, ctx.gpus_per_trial, who=f"trial {trial_id}")
     tracker = _open_tracker(ctx, trial_id, {**config, **placed.params()})
-    trainer = GANTrainer(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
+    # GANTrainer for generation families, TranslationTrainer for pix2pix/cyclegan: the family's task decides.
+    trainer = trainer_class(cfg.model.family)(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
     status = "FAILED"
     # Wall-clock start: lets anyone count how many trials ran at once from the reports alone.
     provenance: dict[str, float] = {"pid": float(os.getpid()), "started_at": time.time()}

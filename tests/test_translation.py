@@ -3,6 +3,7 @@ pool, the translation metrics on known cases, real training that beats the ident
 no-pickle export."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from trainers.tasks import trainer_class
 from trainers.translation.losses import ImagePool, linear_decay
 from trainers.translation.networks import PatchDiscriminator, ResnetGenerator, Translator, UnetGenerator
 from trainers.translation.trainer import TranslationTrainer
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 
 def job(family, steps=150, generator="unet", **train):
@@ -203,3 +206,59 @@ def test_resume_is_exact_and_the_export_loads_without_pickle(cache, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x, "BtoA"), resumed.G.eval()(x, "BtoA"))
     assert (tmp_path / "export" / "grid.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ translate CLI
+@pytest.fixture(scope="module")
+def exported(cache, tmp_path_factory):
+    """A briefly trained CycleGAN translator, exported as a checkpoint writes it (safetensors + JSON)."""
+    trainer = TranslationTrainer(job("cyclegan", steps=10), cache_dir=cache)
+    trainer.train_steps(10)
+    out = trainer.save_checkpoint(tmp_path_factory.mktemp("translator"))
+    trainer.close()
+    return out
+
+
+def test_translate_cli_round_trips_png_npy_and_folders(exported, tmp_path, capsys):
+    from orchestrator.cli import main
+
+    translator = load_generator_dir(exported)
+    digits = np.stack([np.full((8, 8), v, dtype=np.uint8) for v in (0, 60, 255)])
+    np.save(tmp_path / "in.npy", digits)
+    (tmp_path / "in").mkdir()
+    for i, d in enumerate(digits):
+        _png(tmp_path / "in" / f"d{i}.png", d)
+    assert main(["translate", str(exported), str(tmp_path / "in.npy"), "--direction", "BtoA",
+                 "--out", str(tmp_path / "out.npy")]) == 0
+    out = np.load(tmp_path / "out.npy", allow_pickle=False)
+    x = torch.from_numpy(digits[:, None].astype(np.float32) / 127.5 - 1)
+    with torch.no_grad():
+        expected = np.clip(np.rint((translator(x, "BtoA").numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
+    assert out.shape == (3, 8, 8, 1) and np.array_equal(out[..., 0], expected[:, 0])
+    assert main(["translate", str(exported), str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    assert main(["translate", str(exported), str(tmp_path / "in" / "d1.png"), "--out", str(tmp_path / "one.png")]) == 0
+    assert Image.open(tmp_path / "one.png").size == (8, 8)
+    assert "translated 1 image(s) AtoB" in capsys.readouterr().out
+
+
+def test_translate_cli_refuses_bad_inputs_and_sample_refuses_translators(exported, tmp_path, capsys):
+    from orchestrator.cli import main
+
+    _png(tmp_path / "big.png", np.zeros((10, 10)))
+    assert main(["translate", str(exported), str(tmp_path / "big.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert "the model translates 8x8 images" in capsys.readouterr().err
+    assert main(["translate", str(exported), str(tmp_path / "missing.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["sample", str(exported), "-n", "4", "--out", str(tmp_path / "s.png")]) == 2
+    assert "image-to-image translator" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_jobs_validate_and_translation_needs_fitting_data():
+    from orchestrator.cli import main
+
+    assert main(["validate", str(JOBS / "digits-edges-pix2pix.yaml")]) == 0
+    assert main(["validate", str(JOBS / "digits-cyclegan.yaml")]) == 0
+    assert main(["validate", str(JOBS / "quickstart.yaml"), "--set", "model.family=pix2pix"]) == 2
+    assert main(["validate", str(JOBS / "digits-cyclegan.yaml"), "--set", "resources.workers_per_trial=2"]) == 2

@@ -97,6 +97,7 @@ class TranslationTrainer:
         self.step = 0
         self.best_generator = "ema" if self.ema else "raw"
         self._suite = None
+        self._heldout: tuple[torch.Tensor, bool] | None = None
         self._configure(train)
 
     def _configure(self, train: TrainConfig) -> None:
@@ -252,21 +253,27 @@ class TranslationTrainer:
         return out
 
     # ------------------------------------------------------------------ evaluation
+    def heldout(self) -> tuple[torch.Tensor, bool]:
+        """The held-out A|B rows every evaluation scores (the same in every trial), and whether they are aligned."""
+        if self._heldout is None:
+            name = (self.info.extra.get("translation") or {}).get("heldout")
+            if not name:
+                raise ValueError(f"{self.cfg.data.uri}: translation data set has no held-out rows to score on "
+                                 "(import it from a folder with test/ or val/, or testA/ and testB/)")
+            held = open_dataset(self.dataset.location.uri_of(name), cache_dir=self.cache_dir)
+            rows, _ = held.real_samples(min(self.cfg.train.eval_samples, held.info.num_rows), seed=_HELDOUT_ROWS_SEED)
+            self._heldout = (rows.to(self.device), held.info.kind == "paired")
+        return self._heldout
+
     @property
     def suite(self):
         if self._suite is None:
             from trainers.metrics import METRIC_SUITES
 
-            heldout_name = (self.info.extra.get("translation") or {}).get("heldout")
-            if not heldout_name:
-                raise ValueError(f"{self.cfg.data.uri}: translation data set has no held-out rows to score on "
-                                 "(import it from a folder with test/ or val/, or testA/ and testB/)")
-            held = open_dataset(self.dataset.location.uri_of(heldout_name), cache_dir=self.cache_dir)
-            n = min(self.cfg.train.eval_samples, held.info.num_rows)
-            rows, _ = held.real_samples(n, seed=_HELDOUT_ROWS_SEED)
+            rows, aligned = self.heldout()
             train_rows, _ = self.dataset.real_samples(min(self.info.num_rows, 10_000), seed=_HELDOUT_ROWS_SEED)
-            self._suite = METRIC_SUITES.get(self.info.kind)(
-                self.info, rows, held.info.kind == "paired", train_rows, self.cache_dir, self.device)
+            self._suite = METRIC_SUITES.get(self.info.kind)(self.info, rows, aligned, train_rows, self.cache_dir,
+                                                            self.device)
         return self._suite
 
     @property
@@ -316,7 +323,7 @@ class TranslationTrainer:
         g = self.generators()[self.best_generator]
         was_training = g.training
         g.eval()
-        rows = torch.cat([self.suite.a, self.suite.b], dim=-1)
+        rows = self.heldout()[0]
         pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n]
         a, b = _halves(rows[pick])
         with torch.no_grad():

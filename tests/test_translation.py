@@ -262,3 +262,35 @@ def test_jobs_validate_and_translation_needs_fitting_data():
     assert main(["validate", str(JOBS / "digits-cyclegan.yaml")]) == 0
     assert main(["validate", str(JOBS / "quickstart.yaml"), "--set", "model.family=pix2pix"]) == 2
     assert main(["validate", str(JOBS / "digits-cyclegan.yaml"), "--set", "resources.workers_per_trial=2"]) == 2
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "cyclegan"])
+def test_every_stabiliser_and_optimizer_knob_applies(cache, family):
+    cfg = GANConfig.model_validate({**job(family, steps=3).model_dump(), "model": {
+        **job(family).model_dump()["model"], "spectral_norm": True, "pack": 2, "width": 8}})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={
+        "augment": ["translation", "color", "cutout"], "instance_noise": 0.1, "penalty": "gp", "n_critic": 2,
+        "optimizer": "rmsprop", "weight_clip": 0.05, "max_grad_norm": 5.0, "label_smoothing": 0.1, "loss": "ns",
+        "ema_decay": 0.9})})
+    trainer = TranslationTrainer(cfg, cache_dir=cache)
+    stats = trainer.train_steps(3)
+    assert isinstance(trainer.opt_d, torch.optim.RMSprop) and math.isfinite(stats["loss_d"])
+    assert any("parametrizations" in name for name, _ in trainer.D.named_parameters())
+    clipped = [p for name, p in trainer.D.named_parameters() if "original" not in name]
+    assert max(p.abs().max().item() for p in clipped) <= 0.05 + 1e-7
+    trainer.close()
+
+
+def test_a_restore_applies_the_recipients_loss_weights_and_rates(cache, tmp_path):
+    donor = TranslationTrainer(job("pix2pix", steps=4), cache_dir=cache)
+    donor.train_steps(2)
+    donor.save_checkpoint(tmp_path, export=False)
+    donor.close()
+    mutated = job("pix2pix", steps=4, lambda_l1=7.0, lr_g=1e-3)
+    recipient = TranslationTrainer(mutated, cache_dir=cache)
+    recipient.load_checkpoint(tmp_path)
+    assert recipient.settings.train.lambda_l1 == 7.0
+    stats = recipient.train_steps(1)
+    assert recipient.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * linear_decay(2, 4, 0.5))
+    assert stats["loss_l1"] < 7.0  # lambda_l1 * L1 with L1 < 1: the recipient's weight, not the donor's 100
+    recipient.close()

@@ -28,7 +28,7 @@ def translation_networks(cfg: ModelConfig, info: DataInfo, directions: tuple[str
         kwargs["blocks"] = cfg.depth
     networks = {d: {"kind": kind, "kwargs": dict(kwargs)} for d in directions}
     layers = cfg.d_layers if cfg.d_layers is not None else patch_layers_for(size)
-    d_in = 2 * channels if conditional else channels
+    d_in = (2 * channels if conditional else channels) * cfg.pack  # PacGAN: packed samples stack their channels
     judges = {"B": "AtoB", "A": "BtoA"}  # the discriminator of domain B judges A->B translations
     discriminators = nn.ModuleDict({
         domain: PatchDiscriminator(d_in, cfg.discriminator_width, layers, size, bool(cfg.spectral_norm))

@@ -95,6 +95,22 @@ def test_builtin_translation_sets_hold_the_known_mappings(cache):
     assert held.info.kind == "paired" and torch.allclose(b, -a, atol=1e-6)  # B = 255 - A, aligned: the truth
 
 
+def test_translation_sets_import_to_s3_with_their_held_out_rows_and_resume_exactly(s3_prefix, cache):
+    assert import_dataset("builtin:digits-inverted", s3_prefix).kind == "unpaired"
+    remote, local = open_dataset(s3_prefix), open_dataset("builtin:digits-inverted", cache_dir=cache)
+    held = open_dataset(remote.location.uri_of("heldout"))
+    assert held.info.checksum == open_dataset(local.location.uri_of("heldout")).info.checksum
+    stream = remote.stream(batch_size=64, seed=3, shuffle_buffer=128, rank=1, world_size=2)
+    stream.next_batch()
+    state = stream.state_dict()
+    expected = stream.next_batch()[0]
+    stream.close()
+    resumed = remote.stream(batch_size=64, seed=3, shuffle_buffer=128, rank=1, world_size=2)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.next_batch()[0], expected)
+    resumed.close()
+
+
 # ------------------------------------------------------------------------------------------------ networks, losses
 @pytest.mark.parametrize("size", [8, 16])
 def test_generators_keep_the_image_shape_in_model_range(size):

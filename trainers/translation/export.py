@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainers.data.sources.folder import IMAGE_SUFFIXES
 from trainers.export import SAMPLE_BLOCK, _pad_rows, load_generator_dir, to_uint8_images
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class TranslatorInputError(ValueError):

@@ -348,6 +348,13 @@ def _signature(record: dict):
 
     data = record["data"]
     shape = tuple(data["shape"])
+    if (record.get("meta") or {}).get("task") == "translation":  # images in, images out (pyfunc_model.py)
+        height, width, channels = shape[0], shape[1] // 2, shape[2]  # one domain of the A|B rows
+        inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, height, width, channels))])
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, channels, height, width))])
+        params = ParamSchema([ParamSpec("direction", "string", "AtoB")])
+        return (ModelSignature(inputs=inputs, outputs=outputs, params=params),
+                np.zeros((2, height, width, channels), dtype=np.uint8))
     out_shape = (-1, shape[2], shape[0], shape[1]) if data["kind"] == "image" else (-1, *shape)
     inputs = Schema([
         ColSpec("long", "seed", required=False),

@@ -39,3 +39,10 @@ def test_cyclegan_job_registers_a_translator_that_translate_applies(tmp_path, ca
     lineage = json.loads(described.stdout)["lineage"]
     assert lineage["model_kind"].startswith("translator (cyclegan: AtoB, BtoA")
     assert lineage["data"]["kind"] == "unpaired"
+
+    import mlflow  # the registered MLflow model serves translations too (models-from-code, no pickle)
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    served = mlflow.pyfunc.load_model("models:/digits-cyclegan@champion").predict(digits[..., None],
+                                                                                   params={"direction": "BtoA"})
+    assert np.array_equal(np.clip(np.rint((served[:, 0] + 1) * 127.5), 0, 255).astype(np.uint8), out[..., 0])

@@ -248,7 +248,7 @@ def quality(precision: str, device: str, steps: int, cache: str) -> dict[str, fl
         _sync(device)
         seconds = time.perf_counter() - t0
         scores = trainer.evaluate()
-        return {k: float(scores[k]) for k in ("fid", "fid_floor", "kid", "kid_floor") if k in scores} | {"train_s": seconds}
+        return {k: float(scores[k]) for k in ("fd_own", "fd_own_floor", "kd_own", "kd_own_floor") if k in scores} | {"train_s": seconds}
     finally:
         trainer.close()
 
@@ -317,8 +317,8 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         q = quality(precision, device, args.quality_steps, cache)
         report["quality"][precision] = q
-        print(f"| {precision} | {q.get('fid', float('nan')):.3f} | {q.get('fid_floor', float('nan')):.3f} | "
-              f"{q.get('kid', float('nan')):.4f} | {q.get('kid_floor', float('nan')):.4f} | {q['train_s']:.1f} |", flush=True)
+        print(f"| {precision} | {q.get('fd_own', float('nan')):.3f} | {q.get('fd_own_floor', float('nan')):.3f} | "
+              f"{q.get('kd_own', float('nan')):.4f} | {q.get('kd_own_floor', float('nan')):.4f} | {q['train_s']:.1f} |", flush=True)
 
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
 

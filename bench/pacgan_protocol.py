@@ -126,7 +126,7 @@ class RunLog:
             fh.write(json.dumps(rec) + "\n")
         self.runs[key] = rec
         print(f"  {label:28s} seed {spec['train']['seed']:4d}: "
-              + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "mode_spread", "fid", "kid"))
+              + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "mode_spread", "fd_own", "kd_own"))
               + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
 
@@ -269,8 +269,8 @@ def run_digits(log: RunLog, args, cache: str) -> list[str]:
             lines.append(f"| {family} | - | - | - | - | - | {len(recs)}/{len(recs)} | |")
             continue
         lines.append(
-            f"| {family} | {mean_se([s['fid'] for s in ok], 2)} | {mean_se([s['kid'] for s in ok], 3)} | "
-            f"{ok[0]['fid_floor']:.2f} | {ok[0]['kid_floor']:.3f} | {mean_se([s['class_coverage'] for s in ok], 2)} | "
+            f"| {family} | {mean_se([s['fd_own'] for s in ok], 2)} | {mean_se([s['kd_own'] for s in ok], 3)} | "
+            f"{ok[0]['fd_own_floor']:.2f} | {ok[0]['kd_own_floor']:.3f} | {mean_se([s['class_coverage'] for s in ok], 2)} | "
             f"{sum(r['diverged'] for r in recs)}/{len(recs)} | {statistics.fmean(r['seconds'] for r in recs):.0f} |"
         )
     return lines

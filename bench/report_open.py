@@ -28,7 +28,7 @@ from orchestrator.report.data import ReportData, TrialRecord
 from orchestrator.report.page import MAX_BYTES, render_page
 from trainers.metrics.grid import paint_image_grid
 
-SCORES = {"fid": ("min", 0.8), "kid": ("min", 0.001), "precision": ("max", 0.8), "recall": ("max", 0.8),
+SCORES = {"fd_own": ("min", 0.8), "kd_own": ("min", 0.001), "precision": ("max", 0.8), "recall": ("max", 0.8),
           "coverage": ("max", 0.95), "class_coverage": ("max", 1.0)}
 
 
@@ -55,7 +55,7 @@ def synthetic(trials: int, evaluations: int = 20, seed: int = 0) -> ReportData:
         for e in range(1, length + 1):
             progress = e / evaluations
             fid = 0.8 + 60 * math.exp(-4 * progress * (0.3 + skill)) + rng.gauss(0, 0.3)
-            row = {"step": 300.0 * e, "fid": fid, "kid": fid / 800, "precision": 0.5 + 0.4 * skill * progress,
+            row = {"step": 300.0 * e, "fd_own": fid, "kd_own": fid / 800, "precision": 0.5 + 0.4 * skill * progress,
                    "recall": 0.3 + 0.5 * skill * progress, "coverage": 0.4 + 0.5 * progress * skill,
                    "class_coverage": min(1.0, 0.5 + progress), "d_real_acc": 0.6 + 0.3 * rng.random(),
                    "d_fake_acc": 0.6 + 0.3 * rng.random(), "grad_norm_g": rng.uniform(0.1, 5),
@@ -64,7 +64,7 @@ def synthetic(trials: int, evaluations: int = 20, seed: int = 0) -> ReportData:
                    "timestamp": 1.7e9 + 10 * e, "time_total_s": 10.0 * e, "diverged": 0.0}
             row.update({f"{k}_floor": v for k, (_, v) in SCORES.items()})
             history.append(row)
-        value = None if status in ("diverged", "error") else min(r["fid"] for r in history)
+        value = None if status in ("diverged", "error") else min(r["fd_own"] for r in history)
         reason = {"done": "ran to the end", "stopped": f"stopped early by ASHA after {length} evaluations",
                   "diverged": "diverged: loss_d is NaN", "error": "failed: RuntimeError: synthetic"}[status]
         records.append(TrialRecord(
@@ -76,7 +76,7 @@ def synthetic(trials: int, evaluations: int = 20, seed: int = 0) -> ReportData:
     records.sort(key=lambda t: (t.value is None, t.value or 0))
     floors = {f"{k}_floor": v for k, (_, v) in SCORES.items()}
     return ReportData(
-        name="bench-100", metric="fid", mode="min", trials=records, champion=records[0].trial_id,
+        name="bench-100", metric="fd_own", mode="min", trials=records, champion=records[0].trial_id,
         search={"algorithm": "random", "scheduler": "asha", "num_samples": trials, "seeds": 1, "score": "best",
                 "asha": {"grace_period": 1, "reduction_factor": 3}},
         space={"train.lr_g": "loguniform", "train.lr_d": "loguniform", "train.beta1": "choice",

@@ -102,7 +102,7 @@ train: {steps: 2000, eval_every: 200, eval_samples: 2500, ema_decay: 0.0}
 data: {uri: "builtin:digits", batch_size: 64}
 model: {family: dcgan, latent_dim: 16, width: 16}
 train: {steps: 600, eval_every: 100, eval_samples: 1000, ema_decay: 0.0}
-""", "fid", "min", (2.0, 5.0)),
+""", "fd_own", "min", (2.0, 5.0)),
 }
 
 

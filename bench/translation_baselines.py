@@ -29,7 +29,8 @@ from trainers.config import GANConfig  # noqa: E402
 from trainers.translation.trainer import TranslationTrainer  # noqa: E402
 
 JOBS = {"pix2pix": ROOT / "jobs" / "digits-edges-pix2pix.yaml", "cyclegan": ROOT / "jobs" / "digits-cyclegan.yaml"}
-SHOWN = {"pix2pix": ("l1", "psnr", "ssim", "fd"), "cyclegan": ("fd", "fd_ab", "fd_ba", "cycle_error", "truth_l1")}
+SHOWN = {"pix2pix": ("l1", "psnr", "ssim", "fd_own"),
+         "cyclegan": ("fd_own", "fd_own_ab", "fd_own_ba", "cycle_error", "truth_l1")}
 
 
 def job_config(family: str, steps: int, seed: int, overrides: list[str]) -> GANConfig:
@@ -109,13 +110,13 @@ def main(argv: list[str] | None = None) -> None:
         table(f"paired: builtin:digits-edges, {args.steps} steps, {args.seeds} seeds, overrides {args.pix2pix or 'none'}",
               SHOWN["pix2pix"], [("identity (A as B)", identity), ("L1-only regression (same U-Net)", runs["l1"]),
                                  ("pix2pix", runs["pix2pix"])])
-        print(f"real-vs-real FD floor: {runs['pix2pix'][0]['fd_floor']:.3f}")
+        print(f"real-vs-real FD floor: {runs['pix2pix'][0]['fd_own_floor']:.3f}")
     if args.only in (None, "cyclegan"):
         cycle = [train_and_score(job_config("cyclegan", args.steps, seed, args.cyclegan), cache) for seed in seeds]
         identity = [{k: cycle[0][f"{k}_identity"] for k in SHOWN["cyclegan"]}]
         table(f"unpaired: builtin:digits-inverted, {args.steps} steps, {args.seeds} seeds, overrides {args.cyclegan or 'none'}",
               SHOWN["cyclegan"], [("identity", identity), ("CycleGAN", cycle)])
-        print(f"real-vs-real FD floor: {cycle[0]['fd_floor']:.3f}")
+        print(f"real-vs-real FD floor: {cycle[0]['fd_own_floor']:.3f}")
     print(f"\n{time.time() - started:.0f} s on {torch.get_num_threads()} thread(s)")
 
 

@@ -109,6 +109,25 @@ def data_set(job: LoadedJob, ctx: Context) -> None:
         raise Failed(issues[0].message)
 
 
+# ------------------------------------------------------------------------------------------------ metrics.weights
+@check("metrics.weights")
+def feature_weights(job: LoadedJob, ctx: Context) -> None:
+    """A feature space with pretrained weights finds its file here (or downloads it once into the cache)."""
+    from trainers.metrics.declared import FEATURE_SPACES
+
+    metrics = job.spec.metrics
+    if ctx.on_cluster or not FEATURE_SPACES.get(metrics.features).weights_file:
+        return  # the cluster's workers resolve their own paths
+    from trainers.data.builtins import cache_root
+    from trainers.metrics.weights import InceptionWeightsMissing, find_weights
+
+    try:
+        with ctx.waiting_for("the Inception weights"):
+            find_weights(metrics.weights, cache_root())
+    except InceptionWeightsMissing as exc:
+        raise Failed(str(exc)) from None
+
+
 # ------------------------------------------------------------------------------------------------ storage.uri
 @check("storage.uri")
 def storage_writable(job: LoadedJob, ctx: Context) -> None:

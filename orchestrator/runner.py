@@ -26,6 +26,7 @@ from orchestrator.spec import LoadedJob
 from orchestrator.storage import LATEST, RUN_RECORD, filesystem, read_text, storage_root, write_text
 from orchestrator.trial import TrackingTarget, TrialContext, run_trial
 from orchestrator.warmup import prestart_trial_workers
+from trainers.metrics.declared import scoring_plan
 
 
 
@@ -131,7 +132,9 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
                           "started_at": record.get("started_at") or time.time(),
                           "git_commit": _git_commit(), "ganforge_version": __version__,
                           "data": {"uri": spec.data.uri, "name": info.name, "kind": info.kind,
-                                   "rows": info.num_rows, "checksum": info.checksum}})
+                                   "rows": info.num_rows, "checksum": info.checksum},
+                          "scoring": scoring_plan(info.kind, spec.metrics.features, spec.metrics.weights,
+                                                  spec.train.eval_samples, info.num_rows)})
     write_text(f"{run_path}/{RUN_RECORD}", json.dumps(record, indent=2))
     write_text(f"{root}/{LATEST}", run_name)
     print(f"ganforge: job {spec.name}: {plan.total_trials} trials, metric {plan.metric} ({plan.mode}); "
@@ -143,7 +146,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
         tracker.end("FAILED")  # the job's MLflow run must not stay RUNNING forever
         raise
     ctx = TrialContext(
-        base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train")},
+        base={k: getattr(spec, k).model_dump() for k in ("data", "model", "train", "metrics")},
         metric=plan.metric, mode=plan.mode, cpus_per_trial=spec.resources.cpus_per_trial, cache_dir=cache_dir,
         tracking=TrackingTarget(tracking_uri, spec.experiment, parent_run_id),
         workers_per_trial=spec.resources.workers_per_trial, gpus_per_trial=gpus,
@@ -373,6 +376,8 @@ def register_outcome(job: LoadedJob, plan: SearchPlan, champion: TrialOutcome, r
             "mode": plan.mode,
             "value": champion.value,
             "floor": metrics.get(f"{plan.metric}_floor"),
+            "scoring": scoring_plan(info.kind, job.spec.metrics.features, job.spec.metrics.weights,
+                                    job.spec.train.eval_samples, info.num_rows),
             "data_uri": job.spec.data.uri,
             "data_checksum": info.checksum,
             "ganforge_version": __version__,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -23,7 +24,8 @@ from ray.tune.search import ConcurrencyLimiter, Repeater, SearchAlgorithm, Searc
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from orchestrator.spec.model import Distribution, JobSpec
-from trainers.catalog import BUILTIN_KINDS, METRIC_MODES, METRIC_SUITE_INFO
+from trainers.catalog import BUILTIN_KINDS
+from trainers.metrics.declared import METRIC_MODES, RENAMED_METRICS, resolve_metric
 from trainers.registry import Registry
 
 # Distribution kind -> Tune sampler. `grid` is exhaustive; the others are sampled num_samples times.
@@ -251,8 +253,10 @@ class SearchPlan:
     @classmethod
     def from_spec(cls, spec: JobSpec) -> "SearchPlan":
         metric = spec.search.metric
-        if metric == "auto":
-            metric = METRIC_SUITE_INFO.get(data_kind(spec.data.uri)).default
+        if metric == "auto" or metric in RENAMED_METRICS:  # the data kind's suite says what it means
+            metric, note = resolve_metric(metric, data_kind(spec.data.uri), spec.metrics.features)
+            if note:
+                logging.getLogger(__name__).warning(note)
         return cls(spec=spec, metric=metric, mode=spec.search.mode or natural_mode(metric))
 
     @property

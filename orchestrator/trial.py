@@ -95,9 +95,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id() or "local"
     cfg = ctx.config_for(config)
     placed = trial_device(cfg.train.device, ctx.gpus_per_trial, who=f"trial {trial_id}")
-    tracker = _open_tracker(ctx, trial_id, {**config, **placed.params()})
     # GANTrainer for generation families, TranslationTrainer for pix2pix/cyclegan: the family's task decides.
     trainer = trainer_class(cfg.model.family)(cfg, cache_dir=ctx.cache_dir, select_metric=ctx.metric, device=placed.device)
+    try:  # what every score depends on besides the generator: feature space, weights digest, sample counts, resize
+        scoring = {f"metrics.{k}": v for k, v in trainer.evaluator.provenance.items()}
+    except BaseException:
+        trainer.close()
+        raise
+    tracker = _open_tracker(ctx, trial_id, {**config, **placed.params(), **scoring})
     status = "FAILED"
     # Wall-clock start: lets anyone count how many trials ran at once from the reports alone.
     provenance: dict[str, float] = {"pid": float(os.getpid()), "started_at": time.time()}

@@ -64,6 +64,8 @@ def test_mlflow_holds_parent_child_runs_and_version(finished_job):
     assert len(parents) == 1 and len(children) == 3
     for child in children:
         assert "train.seed" in child.data.params
+        # how its scores were made: suite and sample counts beside each trial's scores
+        assert child.data.params["metrics.suite"] == "points" and child.data.params["metrics.n_fake"] == "1000"
         history = client.get_metric_history(child.info.run_id, "reverse_kl")
         assert len(history) >= 1
     version = client.get_model_version_by_alias("tiny-ring-gan", "champion")

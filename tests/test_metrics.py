@@ -15,7 +15,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from trainers.data.info import DataInfo
-from trainers.metrics import METRIC_MODES, METRIC_SUITES, build_evaluator, save_grid
+from trainers.metrics import METRIC_MODES, build_evaluator, save_grid
 from trainers.metrics.grid import grid_size
 from trainers.registry import UnknownComponentError
 
@@ -226,12 +226,12 @@ def test_mixture_needs_its_means():
 
 def test_image_perfect_vs_collapsed(labelled, digits_data):
     x, y = digits_data
-    assert labelled.default_metric == "fid"
+    assert labelled.default_metric == "fd_own"
     perfect = labelled.evaluate(real_sampler(x, seed=7))
     assert set(perfect) == set(labelled.metric_names)
     assert set(labelled.floors) == {f"{name}_floor" for name in labelled.metric_names}
 
-    diversity = ["fid", "kid", "recall", "coverage", "class_coverage", "class_kl"]
+    diversity = ["fd_own", "kd_own", "recall", "coverage", "class_coverage", "class_kl"]
     repeated = labelled.evaluate(repeat_sampler(x[0]))
     one_class = labelled.evaluate(real_sampler(x[y == 3], seed=7))
     for collapsed in (repeated, one_class):
@@ -243,27 +243,28 @@ def test_image_perfect_vs_collapsed(labelled, digits_data):
     # samples that look like nothing in the data (uniform noise) are worse on every image-space metric.
     assert min(repeated["precision"], one_class["precision"], perfect["precision"]) > 0.95
     noise = labelled.evaluate(noise_sampler(seed=0))
-    assert_worse(noise, perfect, ["fid", "kid", "precision", "recall", "density", "coverage"], margin=0.5)
+    assert_worse(noise, perfect, ["fd_own", "kd_own", "precision", "recall", "density", "coverage"], margin=0.5)
 
     # real vs real lands near the recorded floor, far from any collapse
-    assert abs(perfect["fid"] - labelled.floors["fid_floor"]) < 0.01 * repeated["fid"]
-    assert abs(perfect["kid"] - labelled.floors["kid_floor"]) < 0.01 * repeated["kid"]
+    assert abs(perfect["fd_own"] - labelled.floors["fd_own_floor"]) < 0.01 * repeated["fd_own"]
+    assert abs(perfect["kd_own"] - labelled.floors["kd_own_floor"]) < 0.01 * repeated["kd_own"]
     assert labelled.floors["class_coverage_floor"] == 1.0
 
 
 def test_unlabelled_images_use_an_autoencoder(unlabelled, digits_data):
     x, _ = digits_data
     perfect = unlabelled.evaluate(real_sampler(x, seed=7))
-    assert set(perfect) == {"fid", "kid", "precision", "recall", "density", "coverage"}  # no classifier, no classes
+    assert set(perfect) == {"fd_own", "kd_own", "precision", "recall", "density", "coverage"}  # no classifier, no classes
     repeated = unlabelled.evaluate(repeat_sampler(x[0]))
-    assert_worse(repeated, perfect, ["fid", "kid", "recall", "coverage"], margin=0.5)
-    assert abs(perfect["fid"] - unlabelled.floors["fid_floor"]) < 0.01 * repeated["fid"]
+    assert_worse(repeated, perfect, ["fd_own", "kd_own", "recall", "coverage"], margin=0.5)
+    assert abs(perfect["fd_own"] - unlabelled.floors["fd_own_floor"]) < 0.01 * repeated["fd_own"]
 
 
 def test_feature_net_and_real_statistics_are_cached(labelled, digits_data, cache_dir):
     files = sorted((cache_dir / "features").glob("digits-0123456789ab*.safetensors"))
-    net_file = cache_dir / "features" / "digits-0123456789ab-classifier.safetensors"
-    assert labelled.feature_net_path == net_file and net_file in files
+    net_file = labelled.feature_net_path
+    assert net_file.parent == cache_dir / "features" and net_file.name.startswith("digits-0123456789ab-classifier-")
+    assert net_file in files
     assert labelled.reference_path in files
     stamps = {f: f.stat().st_mtime_ns for f in (net_file, labelled.reference_path)}
 
@@ -357,7 +358,7 @@ def test_bad_samples_and_bad_input_get_clear_errors(labelled, digits_data):
 def test_diverged_generator_images_still_score(labelled):
     scores = labelled.evaluate(lambda n: torch.full((n, 1, 8, 8), float("nan")))
     assert all(math.isfinite(v) for v in scores.values())
-    assert scores["fid"] > 10 * labelled.floors["fid_floor"]
+    assert scores["fd_own"] > 10 * labelled.floors["fd_own_floor"]
 
 
 def test_concurrent_trials_train_the_feature_net_once(tmp_path):
@@ -370,7 +371,7 @@ def test_concurrent_trials_train_the_feature_net_once(tmp_path):
         from trainers.metrics import build_evaluator
         x, y = digits()
         ev = build_evaluator(digits_info(), (x[:400], y[:400]), 200, {str(tmp_path)!r})
-        print("loaded" if ev.feature_net_loaded else "trained", ev.floors["fid_floor"])
+        print("loaded" if ev.feature_net_loaded else "trained", ev.floors["fd_own_floor"])
         """
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -383,11 +384,17 @@ def test_concurrent_trials_train_the_feature_net_once(tmp_path):
 
 
 def test_metric_modes_cover_every_suite():
-    for kind in METRIC_SUITES:
-        suite = METRIC_SUITES.get(kind)
-        assert suite.default_metric in suite.metric_names
-        assert set(suite.metric_names) <= set(METRIC_MODES)
+    from trainers.metrics.declared import FEATURE_SPACES, METRIC_SUITE_INFO
+
+    for kind in METRIC_SUITE_INFO:
+        suite = METRIC_SUITE_INFO.get(kind)
+        for space in FEATURE_SPACES if suite.uses_features else ["own"]:
+            assert suite.default_metric(space) in suite.metric_modes(space)
+            assert set(suite.metric_modes(space)) <= set(METRIC_MODES)
     assert set(METRIC_MODES.values()) == {"min", "max"}
+    # a feature space's distances carry its name: Inception's alone are fid/kid
+    image = METRIC_SUITE_INFO.get("image")
+    assert image.default_metric("own") == "fd_own" and image.default_metric("inception") == "fid"
 
 
 # ---------------------------------------------------------------------------------------------------- grids

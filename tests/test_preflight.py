@@ -100,3 +100,17 @@ def test_a_silent_server_is_announced_then_times_out(tmp_path, monkeypatch):
     assert err.getvalue().splitlines() == [waited]
     assert lines == [f"registry.tracking_uri: MLflow at {url} does not answer (timed out; waited at most 3 s) "
                      "(--no-preflight skips this check)"]
+
+
+def test_missing_inception_weights_fail_before_anything_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GANFORGE_WEIGHTS", raising=False)
+    text = JOB.format(data="builtin:digits", storage="./results", mlflow="sqlite:///mlflow.db").replace(
+        "family: gan", "family: dcgan") + f"metrics:\n  features: inception\n  weights: {tmp_path / 'weights'}\n"
+    lines = failures(load_job_text(text, "job.yaml"))
+    assert len(lines) == 1 and lines[0].startswith("metrics.weights: metrics.features inception needs the Inception "
+                                                   "weights file pt_inception-2015-12-05-6726825d.pth")
+    assert f"not found at metrics.weights ({tmp_path / 'weights'})" in lines[0]
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"checked when loaded")
+    pf.preflight(load_job_text(text, "job.yaml"))  # found: loading (and its checks) is the trial's

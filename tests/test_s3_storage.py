@@ -185,7 +185,13 @@ def killed_on_s3(s3, s3_endpoint, s3_env_vars, mlflow_tracking_uri, tmp_path_fac
             def one_finished_others_not():
                 statuses = s3.statuses(run)
                 done = [t for t, s in statuses.items() if s == "TERMINATED"]
-                return done if done and len(done) < len(SEEDS) else None
+                if not done or len(done) == len(SEEDS):
+                    return None
+                # Tune uploads its experiment state and the trials' result.json files in one parallel copy, so the
+                # state can say TERMINATED before the trial's last rows are on S3: a kill in that window would
+                # leave them short. The test kills once the finished trials' reports are all there.
+                reports = s3.reports(run)
+                return done if all(len(reports.get(t, [])) == REPORTS for t in done) else None
 
             done = wait_for("a finished trial", one_finished_others_not, proc, first.path, timeout=240)
             finished = {t: r for t, r in s3.reports(run).items() if t in done}

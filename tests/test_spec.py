@@ -124,7 +124,7 @@ def test_cli_dry_run_prints_plan_without_ray():
     res = cli("run", "jobs/quickstart.yaml", "--dry-run", "--set", "search.num_samples=8")
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for expected in ("trials", "8", "asha", "fid (min)", "train.lr_g", "digits-dcgan@champion", "ganforge-results"):
+    for expected in ("trials", "8", "asha", "fd_own (min)", "train.lr_g", "digits-dcgan@champion", "ganforge-results"):
         assert expected in out
 
 
@@ -135,14 +135,50 @@ def test_catalog_declares_exactly_the_implemented_components():
     from trainers.augment import AUGMENTATIONS
     from trainers.families import FAMILIES
     from trainers.losses import LOSSES
-    from trainers.metrics import METRIC_SUITES
+    from trainers.metrics.base import METRIC_SUITES, load_all_suites
+    from trainers.metrics.declared import FEATURE_SPACES, METRIC_SUITE_INFO
+    from trainers.metrics.extractors import EXTRACTORS
     from trainers.optim import OPTIMIZERS
     from trainers.penalties import PENALTIES
+
+    load_all_suites()
 
     for declared, implemented in ((catalog.FAMILY_INFO, FAMILIES), (catalog.LOSS_INFO, LOSSES),
                                   (catalog.PENALTY_INFO, PENALTIES), (catalog.OPTIMIZER_NAMES, OPTIMIZERS),
                                   (catalog.PRECISION_NAMES, PRECISIONS), (catalog.AUGMENT_NAMES, AUGMENTATIONS),
-                                  (catalog.METRIC_SUITE_INFO, METRIC_SUITES)):
+                                  (METRIC_SUITE_INFO, METRIC_SUITES), (FEATURE_SPACES, EXTRACTORS)):
         assert declared.names() == implemented.names(), declared.kind
     with pytest.raises(ValueError, match="not declared in trainers/catalog.py"):
         FAMILIES.register("biggan")
+
+
+DIGITS = GOOD.replace("builtin:ring8", "builtin:digits").replace("family: gan", "family: dcgan")
+
+
+def test_metric_names_follow_the_feature_space(caplog):
+    from orchestrator.search import SearchPlan
+
+    plan = lambda text: SearchPlan.from_spec(load_job_text(text, "job.yaml").spec)  # noqa: E731
+    assert plan(DIGITS).metric == "fd_own"
+    assert plan(DIGITS + "metrics: {features: inception}\n").metric == "fid"
+    # `fid` in a job file written before feature spaces meant the own network: it still runs, and says so
+    with caplog.at_level("WARNING"):
+        old = plan(DIGITS + "  metric: fid\n")
+    assert (old.metric, old.mode) == ("fd_own", "min")
+    assert "'fid' now names the Inception score only; with metrics.features own it is 'fd_own'" in caplog.text
+    assert plan(DIGITS + "  metric: fid\nmetrics: {features: inception}\n").metric == "fid"
+
+
+def test_feature_space_is_checked_against_names_and_data():
+    assert "job.yaml:12: unknown metrics.features 'inceptoin'; did you mean 'inception'" in error_of(
+        DIGITS + "metrics: {features: inceptoin}\n")
+    assert "metrics.features: 'inception' scores images, but builtin:ring8 holds points data" in error_of(
+        GOOD + "metrics: {features: inception}\n")
+    assert "search.metric: 'fd_own' is not reported for image data with metrics.features inception" in error_of(
+        DIGITS + "  metric: fd_own\nmetrics: {features: inception}\n")
+
+
+def test_metric_declarations_load_without_torch():
+    code = ("import sys; from trainers.metrics.declared import METRIC_MODES; import orchestrator.spec; "
+            "import orchestrator.report.sections.provenance; assert 'torch' not in sys.modules; print(METRIC_MODES['fd_own'])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "min"

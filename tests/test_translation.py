@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from trainers.catalog import FAMILY_INFO, METRIC_MODES
+from trainers.catalog import FAMILY_INFO
+from trainers.metrics.declared import METRIC_MODES
 from trainers.config import GANConfig
 from trainers.data import DataError, import_dataset, open_dataset
 from trainers.export import load_generator_dir
@@ -172,7 +173,8 @@ def test_translation_metrics_on_known_cases():
     f = torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
     assert frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(f, f + torch.tensor([3.0, 0, 0, 0])) == pytest.approx(9.0, rel=1e-6)
-    for metric, mode in {"l1": "min", "psnr": "max", "ssim": "max", "fd": "min", "cycle_error": "min",
+    for metric, mode in {"l1": "min", "psnr": "max", "ssim": "max", "fd_own": "min", "fd_own_ab": "min",
+                         "fd_own_ba": "min", "cycle_error": "min",
                          "truth_l1": "min"}.items():
         assert METRIC_MODES[metric] == mode
 
@@ -185,8 +187,8 @@ def test_pix2pix_learns_edges_to_digits_beyond_the_identity_baseline(cache):
     after = trainer.evaluate()
     trainer.close()
     assert after["l1"] < 0.7 * after["l1_identity"] and after["l1"] < before["l1"]
-    assert after["ssim"] > after["ssim_identity"] and after["fd"] < after["fd_identity"]
-    assert after["l1_floor"] == 0.0 and 0 < after["fd_floor"] < after["fd"]
+    assert after["ssim"] > after["ssim_identity"] and after["fd_own"] < after["fd_own_identity"]
+    assert after["l1_floor"] == 0.0 and 0 < after["fd_own_floor"] < after["fd_own"]
 
 
 def test_cyclegan_learns_inversion_from_unpaired_digits(cache):
@@ -197,7 +199,7 @@ def test_cyclegan_learns_inversion_from_unpaired_digits(cache):
     trainer.close()
     assert {"loss_adv_a", "loss_adv_b", "loss_cycle"} <= set(stats)
     assert after["truth_l1"] < 0.6 * after["truth_l1_identity"] and after["truth_l1"] < before["truth_l1"]
-    assert after["fd"] < before["fd"] and after["cycle_error"] < before["cycle_error"]
+    assert after["fd_own"] < before["fd_own"] and after["cycle_error"] < before["cycle_error"]
 
 
 def test_resume_is_exact_and_the_export_loads_without_pickle(cache, tmp_path):

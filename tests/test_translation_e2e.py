@@ -24,7 +24,7 @@ def test_cyclegan_job_registers_a_translator_that_translate_applies(tmp_path, ca
                    "--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "report.enabled=false",
                    "--set", f"storage.uri={tmp_path}/results", cwd=tmp_path, cache=cache)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "registered digits-cyclegan version 1" in run.stdout and "fd" in run.stdout
+    assert "registered digits-cyclegan version 1" in run.stdout and "fd_own" in run.stdout
 
     digits = np.stack([np.eye(8, dtype=np.uint8) * 255, np.zeros((8, 8), np.uint8)])
     np.save(tmp_path / "in.npy", digits)
@@ -46,3 +46,9 @@ def test_cyclegan_job_registers_a_translator_that_translate_applies(tmp_path, ca
     served = mlflow.pyfunc.load_model("models:/digits-cyclegan@champion").predict(digits[..., None],
                                                                                    params={"direction": "BtoA"})
     assert np.array_equal(np.clip(np.rint((served[:, 0] + 1) * 127.5), 0, 255).astype(np.uint8), out[..., 0])
+
+    # `ganforge evaluate` scores noise samplers; a translator's scores are its trial's (one line, exit 2)
+    refused = ganforge("evaluate", "digits-cyclegan@champion", "--data", "builtin:digits-inverted", "-n", "10",
+                       cwd=tmp_path, cache=cache)
+    assert refused.returncode == 2 and "is a translator" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -33,12 +33,6 @@ class PenaltyInfo:
     default_weight: float  # what a null `train.penalty_weight` means with this penalty
 
 
-@dataclass(frozen=True)
-class MetricSuiteInfo:
-    default: str  # what `search.metric: auto` means for this kind of data
-    modes: Mapping[str, str]  # every metric the suite reports -> "min" or "max" (its natural direction)
-
-
 BOTH = frozenset({"image", "points"})
 FAMILY_INFO: Registry[FamilyInfo] = Registry("model.family")
 for _name, _info in {
@@ -80,29 +74,7 @@ for _registry, _names in ((OPTIMIZER_NAMES, ("adam", "rmsprop")), (PRECISION_NAM
     for _name in _names:
         _registry.register(_name)(None)
 
-# Metric suites by data kind (trainers/metrics/image.py, mixture.py implement them).
-METRIC_SUITE_INFO: Registry[MetricSuiteInfo] = Registry("metric suite for data kind")
-METRIC_SUITE_INFO.register("image")(MetricSuiteInfo("fid", {
-    "fid": "min", "kid": "min", "precision": "max", "recall": "max", "density": "max", "coverage": "max",
-    "class_coverage": "max", "class_kl": "min",
-}))
-METRIC_SUITE_INFO.register("points")(MetricSuiteInfo("reverse_kl", {
-    "modes": "max", "hq": "max", "reverse_kl": "min", "mode_hq": "max", "balanced_mode_hq": "max",
-}))
-
-# Translation suites (trainers/metrics/translation.py) score held-out rows: paired data by the error against the
-# aligned target, unpaired data by the Frechet distance in each target domain's feature space (both ways).
-METRIC_SUITE_INFO.register("paired")(MetricSuiteInfo("fd", {
-    "fd": "min", "l1": "min", "psnr": "max", "ssim": "max",
-}))
-METRIC_SUITE_INFO.register("unpaired")(MetricSuiteInfo("fd", {
-    "fd": "min", "fd_ab": "min", "fd_ba": "min", "cycle_error": "min", "truth_l1": "min",
-}))
-
-# Direction of every metric any suite reports: what a search passes as `mode` when it optimises that metric.
-METRIC_MODES: dict[str, str] = {
-    metric: mode for kind in METRIC_SUITE_INFO for metric, mode in METRIC_SUITE_INFO.get(kind).modes.items()
-}
+# Metric suites and feature spaces are declared in trainers/metrics/declared.py (also torch-free).
 
 # The kind of each built-in data set, known without materialising it.
 BUILTIN_KINDS: dict[str, str] = {"builtin:digits": "image", "builtin:ring8": "points", "builtin:grid25": "points",

@@ -105,12 +105,24 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train: auto picks CUDA when the trial has a GPU.")
 
 
+class MetricsConfig(Section):
+    features: str = Field(
+        "own",
+        description="Feature space of image metrics: own (a small network trained on a held-out split of the data set: fd_own, kd_own; compares runs on this data set) or inception (the TTUR/pytorch-fid InceptionV3 that papers' FID uses: fid, kid; needs its weights file).",
+    )
+    weights: Optional[str] = Field(
+        None,
+        description="The feature network's weights: a file or the folder holding it (inception: pt_inception-2015-12-05-6726825d.pth); null = $GANFORGE_WEIGHTS, else the cache, else a download when the network allows.",
+    )
+
+
 class GANConfig(Section):
     """Everything needed to train and evaluate one GAN."""
 
     data: DataConfig = Field(default_factory=DataConfig, description="Where the training data comes from and how it streams.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="GAN family and architecture.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation, loss, stabilisers and evaluation.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="How samples are scored.")
 
     @model_validator(mode="after")
     def _anchors_need_categories(self) -> "GANConfig":

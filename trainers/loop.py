@@ -41,7 +41,6 @@ from trainers.stabilizers import build_stabilizers
 _LATENT_SEED_OFFSET = 1
 _RANK_SEED_STRIDE = 100_003  # each DDP rank draws its own latents and noise
 _EVAL_SEED_OFFSET = 7919
-_REAL_EVAL_SEED = 20160519
 # How often the loop samples its diagnostics and looks for NaN/Inf (a host sync on GPU, so not every step).
 _DIAGNOSTICS_EVERY = 10
 
@@ -329,14 +328,15 @@ class GANTrainer:
     @property
     def evaluator(self):
         if self._evaluator is None:
-            from trainers.metrics import build_evaluator
+            from trainers.metrics.base import RealRows, build_evaluator
 
-            n = self.cfg.train.eval_samples
-            # The same real set for every trial of a data set (a fixed seed, not the trial's), so scores and floors
-            # compare across trials; never more rows than exist, since duplicates would shrink its diversity.
-            real = self.dataset.real_samples(min(n, self.info.num_rows), seed=_REAL_EVAL_SEED)
-            self._evaluator = build_evaluator(self.info, real, n, self.cache_dir, device=self.device)
-            self._real_diversity = sample_diversity(real[0])
+            # The data set's fixed split (trainers/metrics/split.py), the same for every trial and job, so scores and
+            # floors compare across them; metrics read only the rows they need.
+            real = RealRows(self.info.num_rows, self.dataset.rows, name=self.info.name)
+            metrics = self.cfg.metrics
+            self._evaluator = build_evaluator(self.info, real, self.cfg.train.eval_samples, self.cache_dir,
+                                              device=self.device, features=metrics.features, weights=metrics.weights)
+            self._real_diversity = sample_diversity(self._evaluator.real_x)
         return self._evaluator
 
     @property

@@ -19,6 +19,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "sample": ("ganforge sample digits-dcgan@champion -n 64 --out grid.png",),
     "translate": ("ganforge translate digits-edges-pix2pix@champion edges/ --out digits/",
                   "ganforge translate digits-cyclegan@champion inverted.npy --direction BtoA --out digits.npy"),
+    "evaluate": ("ganforge evaluate digits-dcgan@champion --data builtin:digits -n 1000",
+                 "GANFORGE_WEIGHTS=~/weights ganforge evaluate ./model --data s3://bucket/cifar10 --features inception --json"),
     "data": ("ganforge data import builtin:digits ./data/digits", "ganforge data inspect s3://bucket/my-set --json"),
     "data import": ("ganforge data import ./images s3://bucket/my-set", "ganforge data import train.npz ./data/my-set",
                     "ganforge data import ./horse2zebra ./data/h2z --format cyclegan"),

@@ -78,6 +78,7 @@ def print_plan(job, out=None, as_json: bool = False) -> None:
     described.update({
         "data": job.spec.data.uri,
         "family": job.spec.model.family,
+        "features": job.spec.metrics.features,
         "steps_per_trial": job.spec.train.steps,
         "results": storage_root(job.spec),
         "tracking_uri": resolve_tracking_uri(job.spec.registry.tracking_uri),

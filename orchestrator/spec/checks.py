@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.spec.model import JobSpec
 from orchestrator.spec.uris import URI_RULES, uri_problem
-from trainers.catalog import BUILTIN_KINDS, FAMILY_INFO, METRIC_MODES, METRIC_SUITE_INFO
+from trainers.catalog import BUILTIN_KINDS, FAMILY_INFO
+from trainers.metrics.declared import FEATURE_SPACES, METRIC_MODES, METRIC_SUITE_INFO
 from trainers.config import GANConfig
 from trainers.registry import UnknownComponentError
 from trainers.validate import check_components
@@ -123,10 +124,16 @@ def kind_issues(spec: JobSpec, kind: str) -> Iterator[Issue]:
         yield Issue(("model", "family"), f"model.family: {spec.model.family!r} trains on {kinds} data, "
                                          f"but {spec.data.uri} holds {kind} data")
     metric = spec.search.metric
-    names = METRIC_SUITE_INFO.get(kind).modes
-    if metric != "auto" and metric in METRIC_MODES and metric not in names:
+    suite = METRIC_SUITE_INFO.get(kind)
+    features = spec.metrics.features if suite.uses_features else "own"
+    names = suite.metric_modes(features) if features in FEATURE_SPACES else suite.all_modes()  # unknown: see components
+    if metric != "auto" and metric in METRIC_MODES and metric not in names and metric not in suite.renamed:
         yield Issue(("search", "metric"), f"search.metric: {metric!r} is not reported for {kind} data "
+                                          f"with metrics.features {spec.metrics.features} "
                                           f"(there: {', '.join(names)}){suggest(metric, names)}")
+    if not suite.uses_features and spec.metrics.features != "own":
+        yield Issue(("metrics", "features"), f"metrics.features: {spec.metrics.features!r} scores images, but "
+                                             f"{spec.data.uri} holds {kind} data (leave it at own)")
 
 
 @check

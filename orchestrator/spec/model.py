@@ -77,7 +77,7 @@ class SearchConfig(Section):
     num_samples: int = Field(8, ge=1, description="Configurations to try (each grid point is repeated this many times).")
     seeds: int = Field(1, ge=1, description="Seeds per configuration; configurations rank by their median score, diverged seeds counting as worst.")
     random_seed: int = Field(0, ge=0, description="Seed of the search itself (which configurations are sampled).")
-    metric: str = Field("auto", description="Metric the search optimises: auto = fid for images, reverse_kl for points.")
+    metric: str = Field("auto", description="Metric the search optimises: auto = the data kind's default (images: fd_own, or fid with metrics.features inception; points: reverse_kl). The old fid/kid of the own network are read as fd_own/kd_own, with a warning.")
     mode: Optional[Literal["min", "max"]] = Field(None, description="Whether lower or higher is better; null = the metric's natural direction.")
     score: Literal["best", "last"] = Field("best", description="Which evaluation stands for a trial (its score, and the checkpoint registered): best = its best evaluation, last = its final one, which ranks configurations that stay good above ones that peak and fall apart.")
     space: dict[str, Distribution] = Field(
@@ -167,4 +167,4 @@ class JobSpec(GANConfig):
         return self.registry.experiment or f"ganforge/{self.name}"
 
     def gan_config(self) -> GANConfig:
-        return GANConfig(data=self.data, model=self.model, train=self.train)
+        return GANConfig(data=self.data, model=self.model, train=self.train, metrics=self.metrics)

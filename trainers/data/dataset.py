@@ -63,7 +63,11 @@ class Dataset:
         total = self.info.num_rows
         rng = np.random.default_rng([_REAL_SAMPLES_STREAM, seed])
         rows = rng.choice(total, size=n, replace=n > total)
-        samples, labels = self._read_rows(np.asarray(rows, dtype=np.int64))
+        return self.rows(np.asarray(rows, dtype=np.int64))
+
+    def rows(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The given rows (int64 indices) in model range, with their labels or None."""
+        samples, labels = self._read_rows(rows)
         x = torch.from_numpy(samples)
         y = torch.from_numpy(labels) if labels is not None else None
         return (images_to_model_range(x) if self.info.is_image else x), y

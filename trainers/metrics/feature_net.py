@@ -1,22 +1,32 @@
-"""Small feature networks trained on the data set itself: the offline stand-in for Inception in FID/KID.
+"""Small feature networks trained on the data set itself (`metrics.features: own`): the offline feature space.
 
-Inception weights cannot be downloaded here, and Inception features of 8x8 digits would mean little anyway. A labelled
-data set gets a small CNN classifier (features = its penultimate layer, and the classifier also scores class coverage);
-an unlabelled one gets an autoencoder (features = its code). Both train deterministically in seconds on CPU, without
-touching the caller's global RNG (the trainer's checkpoints record that RNG).
+Inception features of 8x8 digits would mean little, and Inception weights are not always at hand. A labelled data set
+gets a small CNN classifier (features = its penultimate layer, and the classifier also scores class coverage); an
+unlabelled one gets an autoencoder (features = its code). Both train deterministically in seconds on CPU, without
+touching the caller's global RNG (the trainer's checkpoints record that RNG), on the fit split only (split.py).
+
+Cached as `cache_dir/features/<name>-<checksum[:12]>-<kind>-<key>.safetensors` (weights + JSON constructor record),
+`key` a digest of everything that changes the weights: the recipe below, the network's constructor and the exact
+rows it trains on. So whichever job fills the cache first, every later one gets the same network.
 """
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainers.data.info import DataInfo
+from trainers.metrics.cache import digest, load_or_build
 from trainers.metrics.threads import one_thread
 from trainers.registry import Registry
 
+# Bump when the architecture or training recipe changes in a way the constants below do not show.
+FEATURE_NET_VERSION = 2
 NUM_FEATURES = 128
 TRAIN_STEPS = 400  # a fixed budget, whatever the data set size: 2-4 s on one core for 8x8 digits
 BATCH_SIZE = 128
@@ -142,28 +152,31 @@ def train_feature_net(net: FeatureNet, x: torch.Tensor, y: torch.Tensor | None) 
     return net
 
 
-class FeatureExtractor(nn.Module):
-    """What torchmetrics gets as `feature=`: images -> (N, num_features) float32.
+def weights_digest(net: FeatureNet) -> str:
+    return digest(*net.state_dict().values())
 
-    FID and KID each run their feature module on the same chunk; the last chunk's features are remembered so each
-    chunk is embedded once. `num_features` spares torchmetrics a dummy forward pass at Inception's 299x299 size.
-    """
 
-    def __init__(self, net: FeatureNet) -> None:
-        super().__init__()
-        self.net = net
-        self.num_features = net.num_features
-        self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None
+def cache_stem(info: DataInfo, x: torch.Tensor, y: torch.Tensor | None) -> str:
+    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", info.name) or "data"
+    return f"{safe_name}-{info.checksum[:12] or digest(x, y)[:12]}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._last is not None and self._last[0] is x and self._last[1] == x._version:
-            return self._last[2]
-        features = self.net.embed(x)
-        self._last = (x, x._version, features)
-        return features
 
-    def forget(self) -> None:
-        self._last = None
+def load_or_train(
+    info: DataInfo, x: torch.Tensor, y: torch.Tensor | None, cache_dir: Path | None
+) -> tuple[FeatureNet, Path | None, bool]:
+    """The feature network for these fit rows: (net in eval mode, its cache file or None, loaded from the file)."""
+    net = new_feature_net(x, y, info.num_classes)
+    record = {"version": FEATURE_NET_VERSION, "kind": kind_of(net), "kwargs": net.kwargs}
+    recipe = (NUM_FEATURES, TRAIN_STEPS, BATCH_SIZE, LEARNING_RATE, TRAIN_SEED, SCALE_SAMPLES)
+    key = digest(repr(sorted(record.items())), *recipe, x, y)[:16]
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / "features" / f"{cache_stem(info, x, y)}-{record['kind']}-{key}.safetensors"
 
-    def train(self, mode: bool = True) -> "FeatureExtractor":
-        return super().train(False)  # never leaves eval mode, like torchmetrics' own Inception wrapper
+    def train() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return train_feature_net(net, x.cpu(), None if y is None else y.cpu()).state_dict(), record
+
+    (state, _), loaded = load_or_build(path, lambda meta: meta == record, train)
+    if loaded:
+        net.load_state_dict(state)
+    return net.eval().requires_grad_(False), path, loaded

@@ -1,17 +1,17 @@
-"""Image suite: FID and KID through torchmetrics, precision/recall/density/coverage, and class coverage/KL.
+"""Image suite: Fréchet and kernel distances through torchmetrics, precision/recall/density/coverage, class scores.
 
-All scores live in the feature space of a small network trained once on the data set (`feature_net.py`), cached
-with its real statistics under `cache_dir/features/`:
-- `<name>-<checksum[:12]>-<classifier|autoencoder>.safetensors`: the feature network's weights and JSON constructor
-  record (the kind is in the name so labelled and unlabelled use of one data set never overwrite each other);
-- `<name>-<checksum[:12]>-real-<key>.safetensors`: FID's real sums, the k-NN reference features and radii, the real
-  label histogram and the real-vs-real floors, keyed by the network, the real samples and `num_samples`.
-Reference sets: FID uses every real sample given; KID and the k-NN metrics use min(num_samples, #real) real samples
-(fixed seed), as Naeem et al. advise equal real and fake counts.
+Every score lives in the feature space `metrics.features` names (extractors.py), and the two distances say which in
+their names: `fid`/`kid` in Inception's, `fd_own`/`kd_own` in the data set's own network's (declared.py). Scores in
+the own space compare with the held-out rows of split.py's fixed split, the network training on the disjoint fit rows
+only; pretrained Inception saw none of them, so its reference may be any rows.
+Reference statistics are cached under `cache_dir/features/<name>-<checksum[:12]>-real-<key>.safetensors`: FD's real
+sums, the k-NN reference features and radii, the real label histogram and the real-vs-real floors, keyed by the
+feature space's weights, the held-out samples and `num_samples`.
+Reference set: min(num_samples, held-out (own) or all (inception) rows) real samples for every score (Naeem et al. advise equal real and fake
+counts); the floors score num_samples of them drawn with replacement, the best a sampler of the data can reach.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,41 +20,18 @@ import torch
 from torch import Tensor
 
 from trainers.data.info import DataInfo
-from trainers.catalog import METRIC_SUITE_INFO
-from trainers.metrics import feature_net as fn
-from trainers.metrics.base import CHUNK, METRIC_SUITES, Evaluator, RealSamples
+from trainers.metrics.base import CHUNK, METRIC_SUITES, Evaluator, RealRows
 from trainers.metrics.cache import digest, load_or_build
 from trainers.metrics.classes import class_histogram, class_scores
+from trainers.metrics.declared import FEATURE_SPACES
+from trainers.metrics.extractors import EXTRACTORS, TorchmetricsFeature
+from trainers.metrics.feature_net import cache_stem
 from trainers.metrics.prdc import kth_neighbour_radii, prdc
 
-# Bump when the feature network's architecture or training recipe changes: cached files of older versions are rebuilt.
-FEATURE_NET_VERSION = 1
-REFERENCE_VERSION = 1
+REFERENCE_VERSION = 2
 KID_SUBSETS = 10  # torchmetrics' default of 100 would triple the time of an evaluation of 2,500 samples
 KID_SUBSET_SIZE = 1000
 KID_SEED = 0  # KID draws its subsets from the global RNG: fixed and isolated so scores are deterministic
-REFERENCE_SEED = 0
-
-
-def _cache_stem(info: DataInfo, x: Tensor, y: Tensor | None) -> str:
-    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", info.name) or "data"
-    return f"{safe_name}-{info.checksum[:12] or digest(x, y)[:12]}"
-
-
-def _load_or_train_feature_net(
-    info: DataInfo, x: Tensor, y: Tensor | None, cache_dir: Path | None
-) -> tuple[fn.FeatureNet, Path | None, bool]:
-    net = fn.new_feature_net(x, y, info.num_classes)
-    record = {"version": FEATURE_NET_VERSION, "kind": fn.kind_of(net), "kwargs": net.kwargs}
-    path = None if cache_dir is None else cache_dir / "features" / f"{_cache_stem(info, x, y)}-{record['kind']}.safetensors"
-
-    def train() -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return fn.train_feature_net(net, x.cpu(), None if y is None else y.cpu()).state_dict(), record
-
-    (state, _), loaded = load_or_build(path, lambda meta: meta == record, train)
-    if loaded:
-        net.load_state_dict(state)
-    return net.eval().requires_grad_(False), path, loaded
 
 
 def _metric_kwargs() -> dict[str, Any]:
@@ -64,32 +41,34 @@ def _metric_kwargs() -> dict[str, Any]:
 
 @METRIC_SUITES.register("image")
 class ImageEvaluator(Evaluator):
-    default_metric = METRIC_SUITE_INFO.get("image").default
-    metric_names = tuple(METRIC_SUITE_INFO.get("image").modes)
-
     def __init__(
-        self, info: DataInfo, real: RealSamples, num_samples: int, cache_dir: Path | None, device: torch.device
+        self, info: DataInfo, real: RealRows, num_samples: int, cache_dir: Path | None, device: torch.device,
+        features: str = "own", weights: str | None = None,
     ) -> None:
-        x, y = real
+        space = FEATURE_SPACES.get(features)
+        x, y = real.reference(num_samples, held_out=space.fitted_on_data)
         height, width, channels = info.shape
-        super().__init__(info, x, num_samples, device, sample_shape=(channels, height, width))
+        super().__init__(info, x, num_samples, device, sample_shape=(channels, height, width), features=features)
         if y is not None and info.num_classes > 1 and (y.min() < 0 or y.max() >= info.num_classes):
             raise ValueError(
                 f"real labels of data set {info.name!r} must lie in 0..{info.num_classes - 1} (its num_classes), "
                 f"got {int(y.min())}..{int(y.max())}"
             )
         x = x.float()
-        self.net, self.feature_net_path, self.feature_net_loaded = _load_or_train_feature_net(info, x, y, cache_dir)
+        self.fd_name, self.kd_name = space.names["fd"], space.names["kd"]
+        found = EXTRACTORS.get(features)(info, real, cache_dir, weights)
+        self.net, self.feature_net_path, self.feature_net_loaded = found.module, found.path, found.loaded
         self.net.to(self.device)
-        self.extractor = fn.FeatureExtractor(self.net)
-        self.labelled = self.net.num_classes > 0
+        self.class_logits = found.class_logits if y is not None else None
+        self.extractor = TorchmetricsFeature(found)
+        self.provenance.update(features=features, resize=space.resize, **found.provenance)
 
         # Imported here, not at module level: torchmetrics pulls in scipy.signal and its audio metrics (~1 s per
         # process), which point-cloud trials never need.
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
-        reference_size = min(len(x), num_samples)
+        reference_size = len(x)
         with warnings.catch_warnings():  # KID warns that it keeps all features in memory: a few hundred kB here
             warnings.simplefilter("ignore", UserWarning)
             self.fid = FrechetInceptionDistance(feature=self.extractor, reset_real_features=False, **_metric_kwargs())
@@ -103,14 +82,13 @@ class ImageEvaluator(Evaluator):
         self.fid.to(self.device)
         self.kid.to(self.device)
 
-        key = digest(
-            REFERENCE_VERSION, KID_SUBSETS, KID_SUBSET_SIZE, num_samples, *self.net.state_dict().values(), x, y
-        )[:16]
-        stem = _cache_stem(info, x, y)
+        key = digest(REFERENCE_VERSION, KID_SUBSETS, KID_SUBSET_SIZE, num_samples, features,
+                     found.provenance["weights_sha256"], x, y)[:16]
+        stem = cache_stem(info, x, y)
         self.reference_path = None if cache_dir is None else cache_dir / "features" / f"{stem}-real-{key}.safetensors"
 
         def build() -> tuple[dict[str, Tensor], dict[str, Any]]:
-            tensors = self._reference(x, y, reference_size)
+            tensors = self._reference(x, y)
             self._use_reference(tensors)
             return tensors, {"version": REFERENCE_VERSION, "floors": self.real_vs_real_floors(x)}
 
@@ -120,13 +98,16 @@ class ImageEvaluator(Evaluator):
         self._use_reference(tensors)
         self.floors = {k: float(v) for k, v in meta["floors"].items()}
 
-    def _reference(self, x: Tensor, y: Tensor | None, reference_size: int) -> dict[str, Tensor]:
+    def _reference(self, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         """Real statistics every evaluation compares against."""
         with torch.no_grad():
+            features = []
             for chunk in x.split(CHUNK):
-                self.fid.update(chunk.to(self.device), real=True)
-            pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:reference_size]
-            features = torch.cat([self.net.embed(c.to(self.device)) for c in x[pick.sort().values].split(CHUNK)])
+                chunk = chunk.to(self.device)
+                self.fid.update(chunk, real=True)
+                features.append(self.extractor(chunk))  # the features FD just computed for this chunk
+            self.extractor.forget()
+            features = torch.cat(features)
             tensors = {
                 "fid_real_sum": self.fid.real_features_sum,
                 "fid_real_cov_sum": self.fid.real_features_cov_sum,
@@ -134,8 +115,8 @@ class ImageEvaluator(Evaluator):
                 "reference_features": features,
                 "reference_radii": kth_neighbour_radii(features),
             }
-            if self.labelled and y is not None:
-                tensors["real_class_hist"] = class_histogram(y, self.net.num_classes)
+            if self.class_logits is not None and y is not None:
+                tensors["real_class_hist"] = class_histogram(y, self.info.num_classes)
         return tensors
 
     def _use_reference(self, t: dict[str, Tensor]) -> None:
@@ -160,12 +141,12 @@ class ImageEvaluator(Evaluator):
         finally:
             self.extractor.forget()
         fake = torch.cat(self.kid.fake_features)
-        scores = {"fid": self.fid.compute().item()}
+        scores = {self.fd_name: self.fid.compute().item()}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(KID_SEED)
-            scores["kid"] = self.kid.compute()[0].item()
+            scores[self.kd_name] = self.kid.compute()[0].item()
         scores.update(prdc(self.reference_features, self.reference_radii, fake))
-        if self.real_class_hist is not None:
-            predicted = self.net.class_logits(fake).argmax(dim=1)
+        if self.real_class_hist is not None and self.class_logits is not None:
+            predicted = self.class_logits(fake).argmax(dim=1)
             scores.update(class_scores(predicted, self.real_class_hist))
         return scores

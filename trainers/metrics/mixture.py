@@ -28,8 +28,7 @@ import torch
 from torch import Tensor
 
 from trainers.data.info import DataInfo
-from trainers.catalog import METRIC_SUITE_INFO
-from trainers.metrics.base import METRIC_SUITES, Evaluator, RealSamples
+from trainers.metrics.base import METRIC_SUITES, Evaluator, RealRows
 
 HQ_SIGMAS = 3.0
 
@@ -96,16 +95,17 @@ def _mixture_spec(info: DataInfo) -> tuple[Tensor, float]:
 
 @METRIC_SUITES.register("points")
 class MixtureEvaluator(Evaluator):
-    default_metric = METRIC_SUITE_INFO.get("points").default
-    metric_names = tuple(METRIC_SUITE_INFO.get("points").modes)
+    """Scores need only the mixture's means and sigma; real rows give the real-vs-real floors."""
 
     def __init__(
-        self, info: DataInfo, real: RealSamples, num_samples: int, cache_dir: Path | None, device: torch.device
+        self, info: DataInfo, real: RealRows, num_samples: int, cache_dir: Path | None, device: torch.device,
+        features: str = "own", weights: str | None = None,
     ) -> None:
-        super().__init__(info, real[0], num_samples, device, sample_shape=tuple(info.shape))
+        x = real.reference(num_samples, held_out=False)[0]  # nothing is fitted: every row may be the reference
+        super().__init__(info, x, num_samples, device, sample_shape=tuple(info.shape))
         self.means, self.sigma = _mixture_spec(info)
         self.means = self.means.to(self.device)
-        self.floors = self.real_vs_real_floors(real[0])
+        self.floors = self.real_vs_real_floors(x)
 
     def score_chunks(self, chunks: Iterator[Tensor]) -> dict[str, float]:
         return mixture_scores(torch.cat(list(chunks)), self.means, self.sigma)

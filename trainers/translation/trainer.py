@@ -13,6 +13,7 @@ registries as every family; translation adds the reconstruction weights, the ima
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from pathlib import Path
@@ -33,6 +34,7 @@ from trainers.families import build_networks
 from trainers.families.layers import pack_samples
 from trainers.loop import TrainingDiverged, _finite_or, _RunningStats, resolve_device
 from trainers.losses import LOSSES
+from trainers.metrics.split import FIT_ROWS_MAX
 from trainers.optim import OPTIMIZERS, apply_hparams as apply_optimizer_hparams
 from trainers.penalties import PENALTIES
 from trainers.settings import resolve
@@ -96,7 +98,7 @@ class TranslationTrainer:
         )
         self.step = 0
         self.best_generator = "ema" if self.ema else "raw"
-        self._suite = None
+        self._evaluator = None
         self._heldout: tuple[torch.Tensor, bool] | None = None
         self._configure(train)
 
@@ -266,19 +268,23 @@ class TranslationTrainer:
         return self._heldout
 
     @property
-    def suite(self):
-        if self._suite is None:
-            from trainers.metrics import METRIC_SUITES
+    def evaluator(self):
+        """The data kind's translation suite (trainers/metrics/translation.py), built on first use."""
+        if self._evaluator is None:
+            from trainers.metrics.base import METRIC_SUITES
+            from trainers.metrics.declared import METRIC_SUITE_INFO
 
+            importlib.import_module(METRIC_SUITE_INFO.get(self.info.kind).module)  # registers the suite
             rows, aligned = self.heldout()
-            train_rows, _ = self.dataset.real_samples(min(self.info.num_rows, 10_000), seed=_HELDOUT_ROWS_SEED)
-            self._suite = METRIC_SUITES.get(self.info.kind)(self.info, rows, aligned, train_rows, self.cache_dir,
-                                                            self.device)
-        return self._suite
+            # Feature nets fit on training rows only; scores use the separate held-out data set.
+            train_rows, _ = self.dataset.real_samples(min(self.info.num_rows, FIT_ROWS_MAX), seed=_HELDOUT_ROWS_SEED)
+            self._evaluator = METRIC_SUITES.get(self.info.kind)(self.info, rows, aligned, train_rows, self.cache_dir,
+                                                                self.device)
+        return self._evaluator
 
     @property
     def metric(self) -> str:
-        return self.select_metric or self.suite.default_metric
+        return self.select_metric or self.evaluator.default_metric
 
     def generators(self) -> dict[str, nn.Module]:
         return {"raw": self.G, "ema": self.ema.model} if self.ema else {"raw": self.G}
@@ -294,7 +300,7 @@ class TranslationTrainer:
         was_training = generator.training
         generator.eval()
         try:
-            return self.suite.evaluate(self.translator(generator))
+            return self.evaluator.evaluate(self.translator(generator))
         finally:
             generator.train(was_training)
 
@@ -311,8 +317,8 @@ class TranslationTrainer:
         for name, metrics in scored.items():
             if self.metric in metrics:
                 out[f"{self.metric}_{name}"] = metrics[self.metric]
-        out.update(self.suite.floors)
-        out.update(self.suite.baselines)
+        out.update(self.evaluator.floors)
+        out.update(self.evaluator.baselines)
         out["uses_ema"] = float(self.best_generator == "ema")
         out["sn_max_g"] = largest_spectral_norm(self.G)
         out["sn_max_d"] = largest_spectral_norm(self.D)

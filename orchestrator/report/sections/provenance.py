@@ -8,13 +8,17 @@ from typing import Optional
 from orchestrator.report.data import ReportData
 from orchestrator.report.sections.common import caption
 from orchestrator.report.svg import esc
+from trainers.metrics.declared import scoring_plan
 
 TITLE = "Provenance"
+_FD = "Fréchet distance between Gaussians fitted to {space} features of generated and real samples (lower is better)."
+_KD = ("Kernel distance: an unbiased squared MMD with a cubic polynomial kernel on the same {space} features, "
+       "averaged over subsets (lower is better).")
 METRIC_DEFINITIONS = {
-    "fid": "Fréchet distance between Gaussians fitted to feature vectors of generated and real samples (lower is "
-           "better).",
-    "kid": "Kernel Inception-style distance: an unbiased squared MMD with a cubic polynomial kernel on the same "
-           "features, averaged over subsets (lower is better).",
+    "fid": _FD.format(space="Inception (pool3, TTUR weights)") + " Comparable with published FIDs.",
+    "kid": _KD.format(space="Inception"),
+    "fd_own": _FD.format(space="the data set's own network") + " Compares runs on this data set, not with papers.",
+    "kd_own": _KD.format(space="the data set's own network"),
     "reverse_kl": "KL divergence of the generated samples' histogram over the mixture's modes from the uniform one "
                   "(high-quality samples only; lower is better).",
     "modes": "Mixture modes with at least one high-quality sample (within 3σ of the mode's mean).",
@@ -25,24 +29,33 @@ METRIC_DEFINITIONS = {
     "recall": "Share of real samples inside the k-NN balls of generated samples.",
     "coverage": "Share of real samples whose k-NN ball holds a generated sample (Naeem et al.).",
 }
-FEATURES = {
-    "image": "a small network trained on this data set itself (a CNN classifier's penultimate layer for a labelled "
-             "set, an autoencoder's code otherwise; trainers/metrics/feature_net.py), the offline stand-in for "
-             "Inception: scores compare within this data set, not with published Inception FIDs",
-    "points": "none: mixture scores are computed on the 2-D points directly (PacGAN's protocol)",
-}
+POINTS = "none: mixture scores are computed on the 2-D points directly (PacGAN's protocol)"
+
+
+def _features(plan: dict) -> str:
+    if "features" not in plan:
+        return esc(POINTS)
+    fit = (f"; fitted on {plan['fit_rows']:,} rows of a fixed seeded split, disjoint from the real samples scores "
+           "compare with") if "fit_rows" in plan else ""
+    weights = f"; weights {plan['weights_file']} from {plan['weights']}" if "weights_file" in plan else ""
+    return (f"<b>{esc(plan['features'])}</b>: {esc(plan['description'])}{esc(fit)}{esc(weights)}. "
+            f"Resize: {esc(plan['resize'])}. Each trial's MLflow run holds the weights digest (param "
+            "<code>metrics.weights_sha256</code>)")
 
 
 def render(data: ReportData) -> Optional[str]:
     kind = data.dataset.get("kind") or ("points" if data.metric in ("reverse_kl", "modes", "hq", "balanced_mode_hq",
                                                                     "mode_hq") else "image")
     definition = METRIC_DEFINITIONS.get(data.metric, "as reported by the metric suite")
+    metrics = data.resolved_spec.get("metrics") or {}
+    rows_in_data = int(data.dataset.get("rows") or 2 * data.eval_samples)
+    plan = scoring_plan(kind, metrics.get("features", "own"), metrics.get("weights"), data.eval_samples, rows_in_data)
     rows = [
         ("Search metric", f"<b>{esc(data.metric)}</b>: {esc(definition)}"),
-        ("Feature network", esc(FEATURES.get(kind, "–"))),
-        ("Samples per evaluation", f"{data.eval_samples:,} generated against "
-                                   f"{min(data.eval_samples, int(data.dataset.get('rows') or data.eval_samples)):,} "
-                                   "real samples (the same real set and sample count for every trial and step)"),
+        ("Feature space", _features(plan)),
+        ("Samples per evaluation", f"{data.eval_samples:,} generated against {plan['n_real']:,} "
+                                   f"{'held-out ' if 'fit_rows' in plan else ''}real samples (the same real set and "
+                                   "sample count for every trial and step)"),
         ("Real-vs-real floor", "each score of two real sample sets of that size: the best a generator can be told "
                                "apart from the data at this sample count"),
         ("Code", f"ganforge {esc(data.ganforge_version or '?')}, git commit "

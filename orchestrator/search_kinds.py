@@ -76,7 +76,8 @@ def _asha_stop(search: Any, iterations: int, at: str) -> str:
 
 # Fields PBT may change mid-trial: they live in the optimizers and EMA, which a restore re-applies.
 PBT_MUTABLE = frozenset({"train.lr_g", "train.lr_d", "train.beta1", "train.beta2", "train.n_critic",
-                         "train.penalty_weight", "train.ema_decay"})
+                         "train.penalty_weight", "train.ema_decay",
+                         "train.lambda_l1", "train.lambda_cycle", "train.lambda_identity"})  # translation loss weights
 
 
 @dataclass(frozen=True)

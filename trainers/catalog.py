@@ -18,6 +18,9 @@ class FamilyInfo:
     data_kinds: frozenset[str]  # which data sets it trains on: "image", "points"
     # Values for spec fields the job leaves null, by dotted path: {"train.loss": "wgan", "model.spectral_norm": True}.
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # What its trials do, and so which trainer runs them (trainers/tasks.py): "generation" (G(z) -> D) or
+    # "translation" (G(x_A) -> x_B; pix2pix, CycleGAN).
+    task: str = "generation"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ for _name, _info in {
     "wgan": FamilyInfo(BOTH, {"train.loss": "wgan", "train.optimizer": "rmsprop", "train.weight_clip": 0.01,
                               "train.n_critic": 5}),
     "wgan-gp": FamilyInfo(BOTH, {"train.loss": "wgan-gp", "train.penalty": "gp", "train.n_critic": 5}),
+    # Image-to-image translation (trainers/translation/), with the reference implementation's defaults
+    # (junyanz/pytorch-CycleGAN-and-pix2pix): lr 2e-4, beta1 0.5, constant lr for half the steps then linear decay.
+    "pix2pix": FamilyInfo(frozenset({"paired"}), {"train.loss": "ns", "train.lambda_l1": 100.0,
+                                                  "train.lr_decay_start": 0.5, "model.generator": "unet"},
+                          task="translation"),
+    "cyclegan": FamilyInfo(frozenset({"paired", "unpaired"}), {
+        "train.loss": "lsgan", "train.lambda_cycle": 10.0, "train.lambda_identity": 0.5, "train.pool_size": 50,
+        "train.lr_decay_start": 0.5, "model.generator": "resnet"}, task="translation"),
 }.items():
     FAMILY_INFO.register(_name)(_info)
 
@@ -66,4 +77,5 @@ for _registry, _names in ((OPTIMIZER_NAMES, ("adam", "rmsprop")), (PRECISION_NAM
 # Metric suites and feature spaces are declared in trainers/metrics/declared.py (also torch-free).
 
 # The kind of each built-in data set, known without materialising it.
-BUILTIN_KINDS: dict[str, str] = {"builtin:digits": "image", "builtin:ring8": "points", "builtin:grid25": "points"}
+BUILTIN_KINDS: dict[str, str] = {"builtin:digits": "image", "builtin:ring8": "points", "builtin:grid25": "points",
+                                 "builtin:digits-edges": "paired", "builtin:digits-inverted": "unpaired"}

@@ -19,7 +19,7 @@ class Section(BaseModel):
 class DataConfig(Section):
     uri: str = Field(
         "builtin:digits",
-        description="Data set: builtin:digits|ring8|grid25, or a ganforge data set at a local path, file:// or s3:// URI.",
+        description="Data set: builtin:digits|ring8|grid25 (translation: builtin:digits-edges paired, builtin:digits-inverted unpaired), or a ganforge data set at a local path, file:// or s3:// URI.",
     )
     batch_size: int = Field(64, ge=1, description="Real samples per discriminator step.")
     shuffle_buffer: int = Field(4096, ge=1, description="Rows held in memory for the second-level shuffle.")
@@ -34,17 +34,19 @@ class DataConfig(Section):
 class ModelConfig(Section):
     family: str = Field(
         "dcgan",
-        description="GAN family: gan, dcgan, wgan, wgan-gp, cgan, stylegan, sngan, lsgan; it also sets the defaults of null train fields.",
+        description="GAN family: gan, dcgan, wgan, wgan-gp, cgan, stylegan, sngan, lsgan, or image-to-image translation: pix2pix (paired data), cyclegan; it also sets the defaults of null train fields.",
     )
     latent_dim: int = Field(32, ge=1, description="Size of the generator's latent vector z.")
     width: int = Field(64, ge=1, description="Base channel count (images) or hidden units per layer (points) of G, and of D unless model.d_width is set.")
     latent_categories: int = Field(0, ge=0, description="MLP generators (gan, lsgan, wgan on points or flat images): a categorical latent code, z's first coordinate choosing one of this many equally likely categories (a uniform mixture prior, DeLiGAN); the rest of z, scaled by 0.1, spreads samples around each. Lets G make separated modes without bridges between them; 0 = a continuous z only. Needs latent_dim >= 2.")
     d_width: Optional[int] = Field(None, ge=1, description="The discriminator's width (DCGAN's ndf beside ngf): hidden units per MLP layer or base channel count; null = model.width.")
-    depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network; ignored by DCGAN convolutions.")
+    depth: int = Field(3, ge=1, description="Hidden layers of MLP networks (points, gan on images) and StyleGAN's mapping network, residual blocks of ResNet translators; ignored by DCGAN convolutions.")
     spectral_norm: Optional[bool] = Field(None, description="Spectral normalisation on every discriminator layer; null = the family's default (on for sngan).")
     pack: int = Field(1, ge=1, description="PacGAN packing: the discriminator judges this many samples jointly.")
     d_maxout: int = Field(0, ge=0, description="Maxout discriminator (Goodfellow et al. 2013; PacGAN's and the GAN paper's on 2-D mixtures): each hidden unit of an MLP discriminator is the max of this many linear pieces (they use 5); 0 = Linear + LeakyReLU(0.2). Convolutional discriminators ignore it.")
     style_mixing: float = Field(0.9, ge=0, le=1, description="StyleGAN: probability that a training batch mixes two latents' styles.")
+    generator: Optional[Literal["unet", "resnet"]] = Field(None, description="Translation families: the generator, a U-Net (skip connections, pix2pix) or a ResNet (down-sampling, model.depth residual blocks, up-sampling; CycleGAN); null = the family's default (pix2pix: unet, cyclegan: resnet).")
+    d_layers: Optional[int] = Field(None, ge=0, description="Translation families: stride-2 layers of the PatchGAN discriminator, which set its receptive field (1: 16 px, 2: 34 px, 3: 70 px as in pix2pix; 0: 1 px PixelGAN); null = sized for the data's resolution (at most 3).")
 
     @property
     def discriminator_width(self) -> int:
@@ -86,6 +88,11 @@ class TrainConfig(Section):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the generator's exponential moving average; 0 disables EMA.")
     ema_start: int = Field(0, ge=0, description="Generator step at which EMA averaging starts (copy before).")
     latent_init: Literal["random", "data", "data-centres"] = Field("random", description="Where a categorical latent's categories start (trainers/latent_init.py): random (G's weight init: all close together; the game can leave groups of them on the same modes), data (before training, each category is regressed onto a real sample drawn at random, spreading the categories over the data in proportion to its density) or data-centres (the same for each category's centre only, the rest of z at 0, so G keeps its own spread around it). data and data-centres need model.latent_categories; the regression does not count as training steps.")
+    lambda_l1: Optional[float] = Field(None, ge=0, description="pix2pix: weight of the L1 distance between G(A) and the real B beside the conditional adversarial loss; null = the family's default (pix2pix: 100).")
+    lambda_cycle: Optional[float] = Field(None, ge=0, description="CycleGAN: weight of the cycle-consistency losses |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b|; null = the family's default (10).")
+    lambda_identity: Optional[float] = Field(None, ge=0, description="CycleGAN: weight of the identity losses |G_AB(b) - b|, |G_BA(a) - a|, relative to lambda_cycle as in the paper's code; null = the family's default (0.5).")
+    pool_size: Optional[int] = Field(None, ge=0, description="CycleGAN: image-history buffer of generated images the discriminators also learn from (Shrivastava et al.); 0 disables; null = the family's default (50).")
+    lr_decay_start: Optional[float] = Field(None, ge=0, le=1, description="Translation families: learning rates stay constant for this fraction of train.steps, then fall linearly to zero at the last step; 1 = no decay; null = the family's default (0.5, the papers' 100 + 100 epochs).")
     max_grad_norm: Optional[float] = Field(None, gt=0, description="Clip G and D gradient norms to this value; null disables.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast of forward passes on GPU; ignored on CPU.")
     channels_last: bool = Field(False, description="channels_last memory format for convolutional networks on GPU; ignored on CPU.")

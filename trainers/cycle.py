@@ -3,7 +3,7 @@
 Every way a training runs drives this one loop: `trainers.loop.train` to the end (`NoReporter`), a Tune trial
 (orchestrator/trial.py) and each rank of a DDP trial (orchestrator/ddp_trial.py). What differs is only where a
 report and its checkpoint go and where a restart's checkpoint comes from: that is the `Reporter`. Any trainer with
-the `Trainable` methods plugs in (`GANTrainer`; a family with a trainer of its own is picked in `build_trainer`).
+the `Trainable` methods plugs in (`GANTrainer`, `TranslationTrainer`: `build_trainer` picks by the family's task).
 """
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def run_cycle(trainer: Trainable, reporter: Reporter, *, steps: int, eval_every:
 
 
 def build_trainer(cfg: Any, **options: Any) -> Trainable:
-    """The trainer for a config: the one place a family with a trainer of its own would be picked."""
-    from trainers.loop import GANTrainer
+    """The trainer for a config, by its family's task (trainers/tasks.py): GANTrainer for generation families,
+    TranslationTrainer for pix2pix / CycleGAN."""
+    from trainers.tasks import trainer_class
 
-    return GANTrainer(cfg, **options)
+    return trainer_class(cfg.model.family)(cfg, **options)

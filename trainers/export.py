@@ -132,6 +132,8 @@ def generate(
     classes in turn when it is None. `truncation` is passed to generators whose forward takes it (StyleGAN's psi);
     for the others it is the truncation trick on z: latent entries beyond +-truncation are redrawn.
     """
+    if getattr(generator, "task", "generation") == "translation":
+        raise ValueError("this model is an image-to-image translator: apply it with `ganforge translate MODEL INPUT`")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if truncation is not None and truncation <= 0:

@@ -34,7 +34,7 @@ from trainers.families import build_networks
 from trainers.families.layers import pack_samples
 from trainers.latent_init import LATENT_INITS
 from trainers.losses import LOSSES
-from trainers.optim import OPTIMIZERS, apply_hparams as apply_optimizer_hparams
+from trainers.optim import OPTIMIZERS, applied_hparams, apply_hparams as apply_optimizer_hparams
 from trainers.penalties import PENALTIES
 from trainers.settings import resolve
 from trainers.stabilizers import build_stabilizers
@@ -395,11 +395,7 @@ class GANTrainer:
 
     def applied_hparams(self) -> dict[str, float]:
         """The hyperparameters the optimizers actually hold (after a PBT exploit: the recipient's, not the donor's)."""
-        g, d = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
-        applied = {"applied_lr_g": float(g["lr"]), "applied_lr_d": float(d["lr"])}
-        if "betas" in g:  # Adam-family optimizers; RMSprop (WGAN) has none
-            applied["applied_beta1"] = float(g["betas"][0])
-        return applied
+        return applied_hparams(self.opt_g, self.opt_d)
 
     def fingerprint(self) -> float:
         return fingerprint(self.G)

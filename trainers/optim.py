@@ -59,3 +59,12 @@ OPTIMIZERS.register("rmsprop")(OptimizerKind(build=_rmsprop, apply=_lr_only))
 def apply_hparams(optimizer: torch.optim.Optimizer, kind: OptimizerKind, lr: float, train: TrainConfig) -> None:
     for group in optimizer.param_groups:
         kind.apply(group, lr, train)
+
+
+def applied_hparams(opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> dict[str, float]:
+    """What the optimizers actually hold (after a PBT exploit: the recipient's values, not the donor's)."""
+    g, d = opt_g.param_groups[0], opt_d.param_groups[0]
+    applied = {"applied_lr_g": float(g["lr"]), "applied_lr_d": float(d["lr"])}
+    if "betas" in g:  # Adam-family optimizers; RMSprop (WGAN) has none
+        applied["applied_beta1"] = float(g["betas"][0])
+    return applied

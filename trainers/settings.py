@@ -15,7 +15,7 @@ from trainers.catalog import FAMILY_INFO, LOSS_INFO, PENALTY_INFO
 from trainers.config import GANConfig, ModelConfig, TrainConfig
 
 # What a null model field means when the family has no default for it.
-MODEL_FALLBACKS: dict[str, Any] = {"spectral_norm": False}
+MODEL_FALLBACKS: dict[str, Any] = {"spectral_norm": False, "generator": None, "d_layers": None}
 
 # What a null train field means when the family has no default for it.
 TRAIN_FALLBACKS: dict[str, Any] = {
@@ -24,6 +24,11 @@ TRAIN_FALLBACKS: dict[str, Any] = {
     "n_critic": 1,
     "penalty_every": 1,
     "weight_clip": 0.0,
+    "lambda_l1": 0.0,
+    "lambda_cycle": 0.0,
+    "lambda_identity": 0.0,
+    "pool_size": 0,
+    "lr_decay_start": 1.0,
 }
 
 

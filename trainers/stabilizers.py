@@ -48,7 +48,7 @@ class DiffAugment(Stabilizer):
 def _diffaugment(train: TrainConfig, info: DataInfo) -> Optional[Stabilizer]:
     if not train.augment:
         return None
-    if info.kind != "image":
+    if not info.is_image:
         raise ValueError(f"train.augment {train.augment} needs image data; {info.name!r} holds {info.kind}")
     return DiffAugment(train.augment)
 

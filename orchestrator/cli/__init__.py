@@ -21,6 +21,7 @@ from orchestrator.errors import GanforgeError
 COMMAND_MODULES = (
     "orchestrator.cli.job",      # validate, run, resume, schema
     "orchestrator.cli.models",   # models list/pull/describe/promote/compare, sample, register
+    "orchestrator.cli.translate",  # translate
     "orchestrator.cli.evaluate",  # evaluate
     "orchestrator.cli.data",     # data import/inspect
     "orchestrator.cli.cluster",  # submit, jobs, stack

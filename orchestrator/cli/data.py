@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("dest", help="where the data set goes: a path, file:// or s3://bucket/prefix")
     imp.add_argument("--shard-rows", type=int, default=None, metavar="N", help="rows per Parquet shard (default: ~16 MiB shards)")
     imp.add_argument("--overwrite", action="store_true", help="replace a data set already at DEST")
-    imp.add_argument("--format", dest="fmt", default=None, metavar="NAME", help="source format if it cannot be sniffed (npz, npy, mnist-idx, cifar10-binary, image-folder)")
+    imp.add_argument("--format", dest="fmt", default=None, metavar="NAME", help="source format if it cannot be sniffed (npz, npy, mnist-idx, cifar10-binary, image-folder; two-domain translation folders: pix2pix, cyclegan)")
     imp.set_defaults(handler=_import)
 
     ins = actions.add_parser("inspect", help="print a data set's manifest summary", description="Print a data set's manifest summary.")

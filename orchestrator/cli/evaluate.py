@@ -16,13 +16,14 @@ from orchestrator.errors import DataSourceError, RegistryUsageError
 
 def _scores(args: argparse.Namespace):
     from orchestrator.cli.models import _tracking_uri
-    from orchestrator.registry import load_generator
+    from orchestrator.tracking.pull import load_generator
     from trainers.data import DataError, open_dataset
     from trainers.data.builtins import cache_root
     from trainers.export import generate
     from trainers.metrics.base import RealRows, build_evaluator
     from trainers.metrics.inception import InceptionWeightsMissing
     from trainers.registry import UnknownComponentError
+    from trainers.translation.export import is_translator
 
     try:
         dataset = open_dataset(args.data)
@@ -31,6 +32,9 @@ def _scores(args: argparse.Namespace):
     info = dataset.info
     pulled = Path(args.model).is_dir()  # a folder from `models pull` needs no MLflow store
     generator = load_generator(args.model, device=args.device, tracking_uri=None if pulled else _tracking_uri(args))
+    if is_translator(generator):  # its suites need the data set's held-out split and both domains' feature nets
+        raise RegistryUsageError(f"{args.model} is a translator: ganforge evaluate scores generators that sample from "
+                                 "noise; its paired/unpaired scores are in its training run's MLflow metrics")
     made = generator.data_info
     if (made.kind, tuple(made.shape)) != (info.kind, tuple(info.shape)):
         raise RegistryUsageError(f"{args.model} makes {made.kind} samples of shape {tuple(made.shape)}; "

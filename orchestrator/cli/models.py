@@ -110,6 +110,7 @@ def _lineage_summary(lineage: dict) -> list[str]:
     score = lineage.get("score") or {}
     floor = next((lineage[k] for k in ("floor", "real_vs_real") if lineage.get(k) is not None), None)
     lines = [
+        f"model: {lineage.get('model_kind', 'generator')}",
         f"job: {lineage.get('job', '-')}   trial: {lineage.get('trial_id', '-')}   run: {lineage.get('run_id') or '-'}",
         f"metric: {score.get('metric', '-')} = {_fmt(score.get('value'))} ({score.get('mode', '-')}); real-vs-real floor: {_fmt(floor)}",
         f"data: {data.get('name', '-')} ({data.get('kind', '-')}, {data.get('num_rows', '-')} rows), checksum {data.get('checksum') or '-'}",

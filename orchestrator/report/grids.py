@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 GRIDS_FOLDER = "grids"  # under the run's report folder: grids/<trial id>/<step>.png
 FIXED_Z_SEED = 0  # the checkpoints' grid.png uses the same seed: one z for every trial and step
-SAMPLES_BY_KIND = {"image": 16, "points": 1000}  # a 4x4 grid of images; a scatter needs many points to show modes
+SAMPLES_BY_KIND = {"image": 16, "paired": 16, "unpaired": 16, "points": 1000}  # a 4x4 grid of images; a scatter needs many points to show modes
 THUMBNAIL_PX = 160  # scatter plots are drawn at 512 px; a report shows many of them side by side
 
 

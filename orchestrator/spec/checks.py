@@ -138,6 +138,14 @@ def kind_issues(spec: JobSpec, kind: str) -> Iterator[Issue]:
 
 
 @check
+def translation_in_one_process(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
+    family = FAMILY_INFO.get(spec.model.family) if spec.model.family in FAMILY_INFO else None
+    if family and family.task == "translation" and spec.resources.workers_per_trial > 1:
+        yield Issue(("resources", "workers_per_trial"), f"resources.workers_per_trial: {spec.model.family} trains in "
+                                                        "one process per trial (no DDP yet); set 1")
+
+
+@check
 def data_fits(spec: JobSpec, data: dict[str, Any]) -> Iterator[Issue]:
     metric = spec.search.metric
     # A value trials report beside the suites' metrics (a diagnostic, an applied hyperparameter) may be ranked by,

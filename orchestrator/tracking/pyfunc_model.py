@@ -8,6 +8,9 @@ Input: a DataFrame with one row per sample and either a `seed` column (each row'
 seed) or a `latent` column (each row a latent vector of the model's `latent_dim`); an optional `class_label`
 column conditions class-conditional models. Param `truncation` (0 = off) truncates latents. Output: float32 samples
 in model range, N x C x H x W images in [-1, 1] or N x D points.
+
+Translators (pix2pix, CycleGAN) take a uint8 array N x H x W x C of one domain's images instead, and param
+`direction` (AtoB, or BtoA for CycleGAN); they return the translations, float32 N x C x H x W in [-1, 1].
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ class GanforgeGenerator(PythonModel):
 
         from trainers.export import generate
 
+        if getattr(self.generator, "task", "generation") == "translation":
+            return self._translate(model_input, (params or {}).get("direction") or "AtoB")
         frame = _as_frame(model_input)
         truncation = float((params or {}).get("truncation") or 0.0) or None
         labels = _labels(frame)
@@ -58,6 +63,17 @@ class GanforgeGenerator(PythonModel):
             y = torch.tensor([0 if label is None else label for label in labels], dtype=torch.long)
         with torch.no_grad():
             return self.generator(z, y).float().numpy()
+
+
+    def _translate(self, images, direction: str):
+        import torch
+
+        from trainers.translation.export import translate
+
+        x = np.asarray(images.get("image", next(iter(images.values()))) if isinstance(images, dict) else images)
+        x = x[..., None] if x.ndim == 3 else x
+        x = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+        return translate(self.generator, x, direction).numpy()
 
 
 def _as_frame(model_input):

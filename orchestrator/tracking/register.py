@@ -127,12 +127,21 @@ def _lineage(model_name: str, candidate: Candidate, record: dict, lineage: dict,
         "hyperparameters": candidate.params,
         "data": {k: data.get(k) for k in ("name", "kind", "shape", "num_rows", "num_classes", "checksum")},
         "architecture": record.get("arch"),
+        "model_kind": model_kind(record),
         "ganforge_version": __version__,
         "git_commit": lineage.get("git_commit") or git_commit(),
         "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # The caller's lineage (job, top-k table, PBT policy, floor...) adds to ours; a None never erases a known value.
     return {**base, **{k: v for k, v in lineage.items() if v is not None or k not in base}}
+
+
+def model_kind(record: dict) -> str:
+    """What a registered model does, from its generator.json: how `models describe` says which command applies it."""
+    meta = record.get("meta") or {}
+    if meta.get("task") == "translation":
+        return f"translator ({meta.get('family', '?')}: {', '.join(meta.get('directions') or [])}; ganforge translate)"
+    return "generator (samples from noise; ganforge sample)"
 
 
 def _version_tags(candidate: Candidate, lineage: dict, data_checksum: str | None) -> dict[str, str]:
@@ -188,6 +197,13 @@ def _signature(record: dict):
 
     data = record["data"]
     shape = tuple(data["shape"])
+    if (record.get("meta") or {}).get("task") == "translation":  # images in, images out (pyfunc_model.py)
+        height, width, channels = shape[0], shape[1] // 2, shape[2]  # one domain of the A|B rows
+        inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, height, width, channels))])
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, channels, height, width))])
+        params = ParamSchema([ParamSpec("direction", "string", "AtoB")])
+        return (ModelSignature(inputs=inputs, outputs=outputs, params=params),
+                np.zeros((2, height, width, channels), dtype=np.uint8))
     out_shape = (-1, shape[2], shape[0], shape[1]) if data["kind"] == "image" else (-1, *shape)
     inputs = Schema([
         ColSpec("long", "seed", required=False),

@@ -66,7 +66,7 @@ class Dataset:
         samples, labels = self._read_rows(rows)
         x = torch.from_numpy(samples)
         y = torch.from_numpy(labels) if labels is not None else None
-        return (images_to_model_range(x) if self.info.kind == "image" else x), y
+        return (images_to_model_range(x) if self.info.is_image else x), y
 
     def _read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         shard_starts = np.concatenate([[0], np.cumsum([s.rows for s in self.manifest.shards])])

@@ -61,7 +61,20 @@ def import_dataset(
         raise DataError(f"--shard-rows must be >= 1, got {shard_rows}")
     if dest.startswith("builtin:"):
         raise DataError(f"{dest}: built-in data sets are read-only; import to a path, file:// or s3:// URI")
-    src = open_source(source, fmt)
+    return import_source(open_source(source, fmt), dest, source, shard_rows=shard_rows, overwrite=overwrite,
+                         progress=progress)
+
+
+def import_source(
+    src: SourceData,
+    dest: str,
+    source: str,
+    *,
+    shard_rows: int | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Write an opened source to `dest` (`source` names it in messages and the resume journal)."""
     location = resolve(dest)
     _check_destination(location, overwrite)
 
@@ -112,6 +125,9 @@ def import_dataset(
         },
         extra=src.extra,
     )
+    if src.heldout is not None:  # before the manifest: a complete data set has its held-out rows too
+        import_source(src.heldout, location.uri_of(src.extra["translation"]["heldout"]), f"{source} (held out)",
+                      overwrite=True)
     write_manifest(location, manifest)
     _remove(location, JOURNAL_NAME)
     _remove_stale_shards(location, num_shards)

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-DataKind = Literal["image", "points"]
+DataKind = Literal["image", "points", "paired", "unpaired"]
+# Kinds whose samples are images. "paired"/"unpaired": two-domain translation data, each row one A|B image side by
+# side (aligned pairs, or an independent draw from each domain); manifest extra["translation"] says how.
+IMAGE_KINDS = frozenset({"image", "paired", "unpaired"})
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,16 @@ class DataInfo:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"mixture": {"means": [[x, y], ...], "sigma": s}}
 
     @property
+    def is_image(self) -> bool:
+        return self.kind in IMAGE_KINDS
+
+    @property
     def channels(self) -> int:
-        return self.shape[2] if self.kind == "image" else 0
+        return self.shape[2] if self.is_image else 0
 
     @property
     def image_size(self) -> int:
-        return self.shape[0] if self.kind == "image" else 0
+        return self.shape[0] if self.is_image else 0
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -126,7 +126,7 @@ class BatchStream:
         self._source: Inline | Readahead | None = None
         self._producer_stats = ProducerStats()
         self._wait_s = 0.0
-        self._images = dataset.info.kind == "image"
+        self._images = dataset.info.is_image
         self._pools: ReaderPools | None = None  # made with the first source, kept across restarts of it
         self._closed = False
 

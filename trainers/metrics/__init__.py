@@ -9,7 +9,8 @@
 
 Suites and feature spaces are declared in declared.py (no torch: validation reads it); a suite's module registers its
 evaluator in METRIC_SUITES and is imported when that kind is first built. This package imports torch only when one of
-the names below is used, so `from trainers.metrics.declared import ...` stays light.
+the names below is used, so `from trainers.metrics.declared import ...` stays light. The translation suites "paired"
+and "unpaired" (translation.py) score a translator on held-out rows instead of samples.
 """
 from __future__ import annotations
 

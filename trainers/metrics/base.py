@@ -94,7 +94,9 @@ class Evaluator:
 
 
 # Suites by data kind (declared in declared.py); each is constructed as
-# suite(info, real: RealRows, num_samples, cache_dir: Path | None, device, features: str, weights: str | None).
+# suite(info, real: RealRows, num_samples, cache_dir: Path | None, device, features: str, weights: str | None),
+# except the translation suites ("paired", "unpaired"), which score a translator on a separate held-out data set and
+# are built by trainers/translation/trainer.py (translation.py has their constructor).
 METRIC_SUITES: Registry[type[Evaluator]] = Registry("metric suite for data kind", declared=METRIC_SUITE_INFO)
 
 

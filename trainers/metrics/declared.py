@@ -98,6 +98,19 @@ declare_suite("points", MetricSuiteInfo(
     default="reverse_kl",
     modes={"modes": "max", "hq": "max", "reverse_kl": "min", "mode_hq": "max", "balanced_mode_hq": "max"},
 ))
+# Translation suites (translation.py) score a translator on held-out rows: paired data by the error against the
+# aligned target, unpaired data by the Frechet distance in each target domain's feature space (both ways). Those
+# feature spaces are own networks fitted on the domain's training rows, hence `fd_own` (no other space applies).
+declare_suite("paired", MetricSuiteInfo(
+    module="trainers.metrics.translation",
+    default="fd_own",
+    modes={"fd_own": "min", "l1": "min", "psnr": "max", "ssim": "max"},
+))
+declare_suite("unpaired", MetricSuiteInfo(
+    module="trainers.metrics.translation",
+    default="fd_own",
+    modes={"fd_own": "min", "fd_own_ab": "min", "fd_own_ba": "min", "cycle_error": "min", "truth_l1": "min"},
+))
 
 RENAMED_METRICS = {old for kind in METRIC_SUITE_INFO for old in METRIC_SUITE_INFO.get(kind).renamed}
 

@@ -32,6 +32,8 @@ def grid_size(num: int, height: int, width: int, nrow: int | None = None) -> tup
     return (cols * (width * scale + GRID_PADDING) + GRID_PADDING, rows * (height * scale + GRID_PADDING) + GRID_PADDING)
 
 
+@GRID_PAINTERS.register("paired")  # two-domain rows are A|B images side by side: shown as they are
+@GRID_PAINTERS.register("unpaired")
 @GRID_PAINTERS.register("image")
 def paint_image_grid(samples: torch.Tensor, nrow: int | None = None, **_: Any) -> Image.Image:
     """Images N x C x H x W in [-1, 1] (C = 1 or 3) as one grid, row by row."""

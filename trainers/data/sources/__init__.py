@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainers.data.errors import DataError
-from trainers.data.sources import arrays, cifar, folder, mnist  # noqa: F401  # registration side effects
+from trainers.data.sources import arrays, cifar, folder, mnist, two_domain  # noqa: F401  # registration side effects
 from trainers.data.sources.base import SOURCE_FORMATS, SourceData
-from trainers.data.sources.builtin import BUILTIN_SCHEME, open_builtin
+from trainers.data.sources.builtin import BUILTIN_SCHEME, BUILTINS, open_builtin
 from trainers.registry import UnknownComponentError
 
 __all__ = ["SOURCE_FORMATS", "SourceData", "open_source"]
@@ -34,5 +34,5 @@ def open_source(source: str, fmt: str | None = None) -> SourceData:
             return source_format.open(path)
     raise DataError(
         f"{source}: not a recognised source (formats: {', '.join(SOURCE_FORMATS.names())}; "
-        f"built-ins: builtin:digits, builtin:ring8, builtin:grid25)"
+        f"built-ins: {', '.join(BUILTIN_SCHEME + n for n in BUILTINS.names())})"
     )

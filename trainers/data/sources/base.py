@@ -34,6 +34,9 @@ class SourceData:
     extra: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)  # importer name and source, recorded in the manifest
     fingerprint: str = ""  # changes when the source's content may have changed; guards import resume
+    # Rows kept out of training (a translation data set's test pairs): imported beside the data set, in the
+    # sub-folder named by extra["translation"]["heldout"], with its own manifest.
+    heldout: "SourceData | None" = None
 
 
 class SourceFormat(Protocol):

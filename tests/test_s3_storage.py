@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.stack import child_env
-from tests.fixtures.jobs import job_yaml
 from tests.fixtures.s3 import FlakyProxy
 from tests.pbt_evidence import checkpointed_fingerprints
 from tests.test_fault_tolerance import wait_for  # polls a check, failing early with the log of ganforge.log's folder
@@ -31,6 +29,17 @@ pytestmark = pytest.mark.timeout(420)
 STEPS, EVAL_EVERY = 300, 100
 REPORTS = STEPS // EVAL_EVERY
 SEEDS = [0, 1, 2, 3]
+JOB = """\
+name: {name}
+data: {{uri: "builtin:ring8", batch_size: 64}}
+model: {{family: gan, latent_dim: 2, width: 16, depth: 2}}
+train: {{steps: {steps}, eval_every: {eval_every}, eval_samples: 300, ema_decay: 0.0}}
+search:
+{search}
+resources: {{cpus_per_trial: 1}}
+storage: {{uri: "{storage}", checkpoints_to_keep: 20}}
+registry: {{enabled: {register}, model_name: {name}, tracking_uri: "{tracking_uri}"}}
+"""
 SEQUENTIAL = f"""\
   scheduler: fifo
   num_samples: 1
@@ -137,10 +146,8 @@ def workdir(root: Path, name: str, job_text: str, s3_env: dict[str, str], endpoi
 
 def job_text(name: str, search: str, storage: str, tracking_uri: str, register: bool = True,
              steps: int = STEPS, eval_every: int = EVAL_EVERY) -> str:
-    return job_yaml(name, storage={"uri": storage, "checkpoints_to_keep": 20}, tracking_uri=tracking_uri,
-                    register=register, model={"width": 16},
-                    train={"steps": steps, "eval_every": eval_every, "eval_samples": 300, "ema_decay": 0.0},
-                    search=yaml.safe_load("search:\n" + search)["search"])
+    return JOB.format(name=name, steps=steps, eval_every=eval_every, search=search, storage=storage,
+                      tracking_uri=tracking_uri, register=str(register).lower())
 
 
 @pytest.fixture(scope="module")

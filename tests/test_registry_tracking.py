@@ -146,3 +146,32 @@ def test_concurrent_trial_processes_share_one_sqlite_file(mlflow_sqlite_uri, tmp
         assert local.read_bytes() == f"trial_{i}".encode()
     # artifacts of a SQLite store sit beside the database, not in each worker's working directory
     assert (db_dir / "mlruns").is_dir() and not list(tmp_path.glob("worker*/mlruns"))
+
+
+def test_http_policy_reaches_mlflow_without_touching_the_process_environment(monkeypatch):
+    """setenv/unsetenv while native code in another thread calls getenv can crash the process (glibc), so the policy
+    is held in-process: MLflow reads it, os.environ never changes, a user's own setting wins."""
+    import threading
+
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, MLFLOW_HTTP_REQUEST_MAX_RETRIES
+
+    from orchestrator.tracking.client import DRIVER_HTTP_POLICY, TRIAL_HTTP_POLICY, http_policy
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        monkeypatch.delenv(name, raising=False)
+    default = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    before = dict(os.environ)
+    seen_in_thread = []
+    with http_policy(TRIAL_HTTP_POLICY):
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0 and MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False
+        assert dict(os.environ) == before
+        with http_policy(DRIVER_HTTP_POLICY):  # overlapping blocks: the first one's value holds until both end
+            thread = threading.Thread(target=lambda: seen_in_thread.append(MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()))
+            thread.start()
+            thread.join()
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 0
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3
+        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    assert seen_in_thread == [0]
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == default and MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True

@@ -138,36 +138,54 @@ def is_transient(exc: BaseException) -> bool:
 
 
 _policy_lock = threading.Lock()
-_policy_refs: dict[str, int] = {}  # keys we set, and how many open `http_policy` blocks rely on each
+# Values held by open `http_policy` blocks: key -> [value, how many blocks rely on it]. Kept in this dict, never in
+# os.environ: setenv/unsetenv while another thread's native code calls getenv is undefined behaviour in glibc (a
+# trial crashed with SIGSEGV in getenv under instance norm while its MLflow sender thread toggled these variables).
+_policy_held: dict[str, list] = {}
+
+
+@functools.cache
+def _mlflow_variables() -> dict[str, Any]:
+    """MLflow's environment-variable objects by name, each made to read a value held here (unless the user set it)."""
+    from mlflow import environment_variables as variables
+
+    found = {v.name: v for v in vars(variables).values() if isinstance(v, variables._EnvironmentVariable)}
+    for variable in found.values():
+        variable.get = functools.partial(_policy_get, variable, variable.get)  # the instance's, not the class's
+    return found
+
+
+def _policy_get(variable: Any, read_environment: Callable[[], Any]) -> Any:
+    held = _policy_held.get(variable.name)
+    if held is None or variable.name in os.environ:  # a value the user set in the environment wins
+        return read_environment()
+    value = held[0]
+    return value.lower() in ("true", "1") if variable.type is bool else variable.type(value)
 
 
 @contextlib.contextmanager
 def http_policy(policy: dict[str, str]) -> Iterator[None]:
-    """Apply an MLflow HTTP policy for the calls inside; a value the user set in the environment wins.
+    """Apply an MLflow HTTP policy for the calls inside (every thread of the process sees it while a block is open);
+    a value the user set in the environment wins.
 
-    MLflow reads these variables at each request. The blocks may overlap across threads (a trial's sender thread
-    and its main thread), so keys are reference-counted and removed when the last block using them ends.
+    MLflow reads these settings at each request. Blocks may overlap across threads (a trial's sender thread and its
+    main thread): values are reference-counted, the first block's value holds until the last block using it ends.
     """
-    held = []
+    variables = _mlflow_variables()
+    unknown = set(policy) - set(variables)
+    if unknown:  # a renamed MLflow setting would otherwise be ignored without a word
+        raise RuntimeError(f"MLflow has no setting {', '.join(sorted(unknown))}")
     with _policy_lock:
         for key, value in policy.items():
-            if key in _policy_refs:
-                _policy_refs[key] += 1
-            elif key not in os.environ:
-                os.environ[key] = value
-                _policy_refs[key] = 1
-            else:
-                continue
-            held.append(key)
+            _policy_held.setdefault(key, [value, 0])[1] += 1
     try:
         yield
     finally:
         with _policy_lock:
-            for key in held:
-                _policy_refs[key] -= 1
-                if not _policy_refs[key]:
-                    del _policy_refs[key]
-                    os.environ.pop(key, None)
+            for key in policy:
+                _policy_held[key][1] -= 1
+                if not _policy_held[key][1]:
+                    del _policy_held[key]
 
 
 @contextlib.contextmanager

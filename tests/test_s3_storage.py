@@ -85,14 +85,17 @@ class S3:
         for key in self.keys(run + "/"):
             if key.endswith("/result.json"):
                 lines = self.read(key).decode().splitlines()
-                out[key.split("/")[-2].removeprefix("trial_")] = [json.loads(line) for line in lines if line.strip()]
+                out[key.split("/")[-2].removeprefix("trial_")] = _records(lines)
         return out
 
     def statuses(self, run: str) -> dict[str, str]:
         states = sorted(k for k in self.keys(run + "/") if k.rsplit("/", 1)[-1].startswith("experiment_state-"))
         if not states:
             return {}
-        trials = [json.loads(entry[0]) for entry in json.loads(self.read(states[-1]))["trial_data"]]
+        try:
+            trials = [json.loads(entry[0]) for entry in json.loads(self.read(states[-1]))["trial_data"]]
+        except (json.JSONDecodeError, KeyError):  # Tune may create the object before writing it: poll again
+            return {}
         return {t["trial_id"]: t["status"] for t in trials}
 
     def download(self, run: str, dest: Path) -> Path:
@@ -103,6 +106,16 @@ class S3:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(self.read(key))
         return dest
+
+
+def _records(lines: list[str]) -> list[dict]:
+    out = []
+    for line in filter(str.strip, lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line still being written when the object was read: not there yet
+            pass
+    return out
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.tracking.client import call, client_for
+from trainers.metrics.grid import side_by_side
 from orchestrator.tracking.versions import (GRID_FILE, LINEAGE_FILE, TAG_CHALLENGER, TAG_JOB, TAG_METRIC, TAG_MODE,
                                             TAG_PARAM_PREFIX, TAG_TRIAL, TAG_VALUE, ModelRef, all_pages,
                                             check_name, parse_model_uri, read_version_file, resolve_version,
@@ -132,7 +133,7 @@ def compare_versions(tracking_uri: str, name: str, a: str, b: str, out_png) -> d
             rows.append(row)
             grid = read_version_file(client, tracking_uri, mv, f"artifacts/{GRID_FILE}", slot)
             grids.append((f"{name} v{mv.version}", grid))
-        _side_by_side(grids, Path(out_png))
+        side_by_side(grids, Path(out_png))
     return {"name": name, "a": rows[0], "b": rows[1], "png": str(out_png)}
 
 
@@ -143,24 +144,3 @@ def _version_ref(name: str, which: str) -> ModelRef:
     if which.isdigit() or (which[:1] in "vV" and which[1:].isdigit()):
         return parse_model_uri(f"{name}/{which}")
     return parse_model_uri(f"{name}@{which}")
-
-
-def _side_by_side(grids: list[tuple[str, Path | None]], out: Path) -> None:
-    from PIL import Image, ImageDraw
-
-    panels = []
-    for label, path in grids:
-        img = Image.open(path).convert("RGB") if path else Image.new("RGB", (128, 128), "white")
-        panels.append((label if path else f"{label} (no grid)", img))
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widths = [max(img.width, int(measure.textlength(label)) + 4) for label, img in panels]
-    header, gap = 16, 8
-    canvas = Image.new("RGB", (sum(widths) + gap * (len(panels) - 1), max(img.height for _, img in panels) + header), "white")
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for (label, img), width in zip(panels, widths):
-        draw.text((x + 2, 2), label, fill="black")
-        canvas.paste(img, (x, header))
-        x += width + gap
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)

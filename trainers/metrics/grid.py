@@ -1,4 +1,5 @@
-"""Sample pictures a person can look at: an image grid, or a scatter plot of 2-D points, drawn with PIL alone."""
+"""Pictures a person can look at, drawn with PIL alone: a sample grid (images) or scatter plot (2-D points), and
+labelled pictures side by side (`ganforge models compare`)."""
 from __future__ import annotations
 
 import math
@@ -110,3 +111,23 @@ def save_grid(samples: torch.Tensor, kind: str, path: str | os.PathLike, nrow: i
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def side_by_side(grids: list[tuple[str, Path | None]], out: Path) -> None:
+    """Labelled pictures in one row, left to right (`ganforge models compare`); a missing one is a blank panel."""
+    panels = []
+    for label, path in grids:
+        img = Image.open(path).convert("RGB") if path else Image.new("RGB", (128, 128), "white")
+        panels.append((label if path else f"{label} (no grid)", img))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = [max(img.width, int(measure.textlength(label)) + 4) for label, img in panels]
+    header, gap = 16, 8
+    canvas = Image.new("RGB", (sum(widths) + gap * (len(panels) - 1), max(img.height for _, img in panels) + header), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for (label, img), width in zip(panels, widths):
+        draw.text((x + 2, 2), label, fill="black")
+        canvas.paste(img, (x, header))
+        x += width + gap
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)

@@ -7,7 +7,8 @@ the run record as for data reads, and the same refusal of credentials written in
 from __future__ import annotations
 
 import os
-from typing import Optional
+import time
+from typing import Callable, Optional, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -15,6 +16,7 @@ from orchestrator.errors import StorageError
 
 RUN_RECORD = "ganforge-run.json"  # beside Tune's state in every run folder
 LATEST = "LATEST"  # at the storage root: the name of the newest run
+T = TypeVar("T")
 
 
 def storage_root(spec) -> str:
@@ -51,21 +53,48 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 def read_bytes(uri: str) -> Optional[bytes]:
+    """The object's bytes, or None when it does not exist. A read that fails for another reason (a dropped
+    connection mid-body, which the SDK does not retry) is tried again, then reported: never taken for absence,
+    which would tell `ganforge resume` there is no run to continue."""
     fs, path = filesystem(uri)
-    try:
+
+    def read() -> bytes:
         with fs.open_input_stream(path) as f:
             return f.read()
-    except (FileNotFoundError, OSError):
-        return None
+
+    return _read(fs, path, uri, read, missing=None)
 
 
 def list_names(uri: str) -> list[str]:
     """The names of the entries directly under folder `uri` (empty when it does not exist)."""
     fs, path = filesystem(uri)
-    try:
+
+    def names() -> list[str]:
         return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
-    except (FileNotFoundError, OSError):
-        return []
+
+    return _read(fs, path, uri, names, missing=[])
+
+
+_READ_ATTEMPTS = 4
+
+
+def _read(fs: pafs.FileSystem, path: str, uri: str, read: Callable[[], T], missing: T) -> T:
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return read()
+        except FileNotFoundError:
+            return missing
+        except OSError as exc:
+            try:
+                if fs.get_file_info(path).type == pafs.FileType.NotFound:
+                    return missing
+            except OSError:
+                pass
+            if attempt == _READ_ATTEMPTS - 1:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StorageError(f"{uri}: cannot be read ({reason})") from None
+            time.sleep(0.25 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def latest_run_path(spec) -> Optional[str]:

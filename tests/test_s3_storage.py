@@ -345,3 +345,21 @@ def test_a_storage_filesystem_shipped_to_another_process_keeps_its_retries(flaky
     flaky_s3.fail_next("probe.txt", 5)  # more than 3 attempts, fewer than 8
     assert shipped.get_file_info(path).size == 4
     assert read_text(f"{s3_prefix}/probe.txt") == "kept"
+
+
+def test_a_run_pointer_cut_off_mid_read_is_read_again_never_taken_for_absent(flaky_s3, s3_prefix, monkeypatch):
+    """A reply cut off mid-body is not retried by the SDK: `resume` read LATEST as missing and said "no stored run"
+    while the run was there. Reads are tried again; one that keeps failing is an error naming the object."""
+    from orchestrator.errors import StorageError
+    from orchestrator.storage import read_text, write_text
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", flaky_s3.endpoint)
+    monkeypatch.setenv("GANFORGE_S3_MAX_ATTEMPTS", "1")  # no SDK retries: what remains is ours
+    flaky_s3.failure_rate = 0.0
+    write_text(f"{s3_prefix}/LATEST", "run-1\n")
+    flaky_s3.fail_next("LATEST", 2, fault="truncate")
+    assert read_text(f"{s3_prefix}/LATEST") == "run-1\n"
+    assert read_text(f"{s3_prefix}/NOT-THERE") is None
+    flaky_s3.fail_next("LATEST", 1000, fault="truncate")
+    with pytest.raises(StorageError, match="LATEST: cannot be read"):
+        read_text(f"{s3_prefix}/LATEST")

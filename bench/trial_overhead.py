@@ -19,13 +19,18 @@ For reference, the same trainings as a plain Tune function trainable (`reuse_act
 each of the 5 evaluations, no MLflow, no sample grids) on the same cluster: plain_tune_overhead_s_per_trial is what
 Ray Tune itself costs here, the floor under ganforge's figure.
 
-    .venv/bin/python bench/trial_overhead.py [--steps N] [--trials 8] [--ddp-trials 2]
+The arms run in rounds (--rounds, default 3), their order rotated each round, after one untimed warm-up of both
+Tune arms, so that no arm always runs first, last, or alone on a cluster another arm warmed; every figure is the
+median over rounds (each round's figures are printed too).
+
+    .venv/bin/python bench/trial_overhead.py [--steps N] [--trials 8] [--rounds 3] [--ddp-trials 2]
 """
 from __future__ import annotations
 
 import argparse
 import io
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -49,7 +54,7 @@ search:
     train.seed: {{grid: {seeds}}}
 resources: {{cpus_per_trial: 1}}
 storage: {{uri: "{storage}"}}
-registry: {{enabled: false, tracking_uri: "sqlite:///{storage}/mlflow.db"}}
+registry: {{enabled: false, tracking_uri: "sqlite:///{tracking}/mlflow.db"}}
 """
 
 
@@ -125,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=2300, help="generator steps per trial (~5 s on this 2-core machine)")
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of every arm, in rotating order")
     parser.add_argument("--ddp-trials", type=int, default=2, help="multi-worker (TorchTrainer) trials; 0 skips them")
     parser.add_argument("--no-plain-tune", action="store_true", help="skip the plain Tune reference")
     parser.add_argument("--no-floor", action="store_true", help="skip the plain parallel processes' floor")
@@ -133,8 +139,14 @@ def main() -> None:
     concurrency = os.cpu_count() or 2
 
     with tempfile.TemporaryDirectory() as tmp:
-        job_text = JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.trials)), storage=tmp)
-        job = load_job_text(job_text)
+        os.makedirs(f"{tmp}/setup")
+
+        def job_text(tag: str, seeds: int) -> str:
+            # Every round's results in a folder of its own, one MLflow store for all (created once, in setup).
+            return JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(seeds)),
+                              storage=f"{tmp}/{tag}", tracking=f"{tmp}/setup")
+
+        job = load_job_text(job_text("setup", args.trials))
         from ray import tune  # noqa: F401  (imported before timing, like the serial loop's torch)
 
         from orchestrator.runner import init_ray, prepare_data, run_job
@@ -150,29 +162,49 @@ def main() -> None:
         init_ray(None, None if args.no_prestart else SearchPlan.from_spec(job.spec))
         client_for(job.spec.registry.tracking_uri).search_experiments()
         setup_s = time.perf_counter() - t0
+        trial_pids: set[int] = set()
 
-        t0 = time.perf_counter()
-        outcome = run_job(job, stream=io.StringIO())
-        wall = time.perf_counter() - t0
-        assert all(o.status == "done" for o in outcome.ranking), [o.status for o in outcome.ranking]
-        trial_pids = {int(o.result.metrics["pid"]) for o in outcome.ranking}
+        def ganforge_arm(tag: str) -> float:
+            round_job = load_job_text(job_text(tag, args.trials))
+            t0 = time.perf_counter()
+            outcome = run_job(round_job, stream=io.StringIO())
+            wall = time.perf_counter() - t0
+            assert all(o.status == "done" for o in outcome.ranking), [o.status for o in outcome.ranking]
+            trial_pids.update(int(o.result.metrics["pid"]) for o in outcome.ranking)
+            return wall
 
-        torch.set_num_threads(1)
-        t0 = time.perf_counter()
-        for seed in range(args.trials):
-            cfg = job.spec.gan_config().model_copy(deep=True)
-            cfg.train.seed = seed
-            train(cfg)
-        serial = time.perf_counter() - t0
+        def serial_arm(tag: str) -> float:
+            torch.set_num_threads(1)
+            t0 = time.perf_counter()
+            for seed in range(args.trials):
+                cfg = job.spec.gan_config().model_copy(deep=True)
+                cfg.train.seed = seed
+                train(cfg)
+            return time.perf_counter() - t0
 
-        floor_wall = None if args.no_floor else parallel_floor_wall(job_text, args.trials, concurrency)
-        plain_wall = None if args.no_plain_tune else plain_tune_wall(job.spec.gan_config(), args.trials, f"{tmp}/plain")
+        arms = {"ganforge": ganforge_arm, "serial": serial_arm}
+        if not args.no_plain_tune:
+            arms["plain_tune"] = lambda tag: plain_tune_wall(job.spec.gan_config(), args.trials, f"{tmp}/{tag}")
+        if not args.no_floor:
+            arms["floor"] = lambda tag: parallel_floor_wall(job_text(tag, args.trials), args.trials, concurrency)
+
+        # Warm-up: both Tune arms once, untimed, so every timed round finds the cluster equally warm.
+        for name in ("ganforge", "plain_tune"):
+            if name in arms:
+                arms[name](f"warmup-{name}")
+        walls: dict[str, list[float]] = {name: [] for name in arms}
+        names = list(arms)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                walls[name].append(arms[name](f"r{r}-{name}"))
+            print(f"round={r + 1} order={','.join(order)} " +
+                  " ".join(f"{name}_s={walls[name][-1]:.2f}" for name in names), file=sys.stderr)
 
         ddp_wall = None
         if args.ddp_trials:
             ddp_job = load_job_text(
-                JOB.format(steps=args.steps, eval_every=args.steps // 5, seeds=list(range(args.ddp_trials)),
-                           storage=f"{tmp}/ddp")
+                job_text("ddp", args.ddp_trials)
                 .replace("name: overhead", "name: overhead-ddp")
                 .replace("resources: {cpus_per_trial: 1}", "resources: {cpus_per_trial: 1, workers_per_trial: 2}"))
             t0 = time.perf_counter()
@@ -180,17 +212,23 @@ def main() -> None:
             ddp_wall = time.perf_counter() - t0
             assert all(o.status == "done" for o in ddp_outcome.ranking), [o.status for o in ddp_outcome.ranking]
 
-    overhead = (concurrency * wall - serial) / args.trials
-    print(f"trials={args.trials} concurrency={concurrency} setup_s={setup_s:.2f} ganforge_wall_s={wall:.2f} "
-          f"serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f} "
-          f"trial_processes={len(trial_pids)}", file=sys.stderr)
-    summary = f"overhead_s_per_trial={overhead:.3f} speedup_vs_serial={serial / wall:.2f}"
-    if floor_wall is not None:
-        print(f"parallel_floor_wall_s={floor_wall:.2f}", file=sys.stderr)
-        summary += f" parallel_floor_overhead_s_per_trial={(concurrency * floor_wall - serial) / args.trials:.3f}"
-    if plain_wall is not None:
-        print(f"plain_tune_wall_s={plain_wall:.2f}", file=sys.stderr)
-        summary += f" plain_tune_overhead_s_per_trial={(concurrency * plain_wall - serial) / args.trials:.3f}"
+    median = {name: statistics.median(values) for name, values in walls.items()}
+    serial, wall = median["serial"], median["ganforge"]
+
+    def overhead(arm_wall: float) -> float:
+        return (concurrency * arm_wall - serial) / args.trials
+
+    print(f"trials={args.trials} concurrency={concurrency} rounds={args.rounds} setup_s={setup_s:.2f} "
+          f"ganforge_wall_s={wall:.2f} serial_s={serial:.2f} train_s_per_trial={serial / args.trials:.2f} "
+          f"trial_processes={len(trial_pids)} (medians over rounds)", file=sys.stderr)
+    summary = f"overhead_s_per_trial={overhead(wall):.3f} speedup_vs_serial={serial / wall:.2f}"
+    if "floor" in median:
+        print(f"parallel_floor_wall_s={median['floor']:.2f}", file=sys.stderr)
+        summary += f" parallel_floor_overhead_s_per_trial={overhead(median['floor']):.3f}"
+    if "plain_tune" in median:
+        print(f"plain_tune_wall_s={median['plain_tune']:.2f}", file=sys.stderr)
+        summary += (f" plain_tune_overhead_s_per_trial={overhead(median['plain_tune']):.3f}"
+                    f" ganforge_minus_plain_tune_s_per_trial={overhead(wall) - overhead(median['plain_tune']):.3f}")
     if ddp_wall is not None:
         ddp_overhead = (ddp_wall - args.ddp_trials * serial / args.trials) / args.ddp_trials
         print(f"ddp_trials={args.ddp_trials} workers_per_trial=2 ddp_wall_s={ddp_wall:.2f}", file=sys.stderr)

@@ -25,6 +25,7 @@ from orchestrator.spec import LoadedJob
 from orchestrator.search_kinds import SCHEDULER_INFO
 from orchestrator.storage import LATEST, RUN_RECORD, filesystem, read_text, storage_root, write_text
 from orchestrator.trial import TrialContext, run_trial
+from orchestrator.tune_storage import tune_filesystem
 from orchestrator.warmup import prestart_trial_workers
 from trainers.metrics.declared import scoring_plan
 
@@ -162,7 +163,7 @@ def run_job(job: LoadedJob, *, resume_path: Optional[str] = None, stream: Option
             run_config=tune.RunConfig(
                 name=run_name,
                 storage_path=root_in_fs,
-                storage_filesystem=storage_fs,
+                storage_filesystem=tune_filesystem(storage_fs),  # each sync uploads only what changed
                 failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=_checkpoints_to_keep(spec, plan.evaluations_per_trial),
@@ -266,7 +267,7 @@ def restore_tuner(storage_fs, run_in_fs: str, trainable, **resume):
     note = _UnstartedTrialsNote()
     log.addFilter(note)
     try:
-        return tune.Tuner.restore(run_in_fs, trainable, storage_filesystem=storage_fs, **resume)
+        return tune.Tuner.restore(run_in_fs, trainable, storage_filesystem=tune_filesystem(storage_fs), **resume)
     finally:
         log.removeFilter(note)
 

@@ -363,3 +363,69 @@ def test_a_run_pointer_cut_off_mid_read_is_read_again_never_taken_for_absent(fla
     flaky_s3.fail_next("LATEST", 1000, fault="truncate")
     with pytest.raises(StorageError, match="LATEST: cannot be read"):
         read_text(f"{s3_prefix}/LATEST")
+
+
+# ------------------------------------------------------------------ Tune's experiment syncs upload what changed
+class RecordingProxy(FlakyProxy):
+    """A proxy that fails nothing and keeps every request's method and path."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, failure_rate=0.0)
+        self.seen: list[tuple[str, str]] = []
+
+    def _draw(self, method: str, path: str):
+        self.seen.append((method, path))
+        return super()._draw(method, path)
+
+    def writes(self, since: int = 0) -> tuple[list[str], list[str]]:
+        """(objects written, folder markers written) among the requests after the first `since`: a PutObject or a
+        multipart upload's start counts once."""
+        paths = [p for m, p in self.seen[since:] if (m == "PUT" and "partNumber=" not in p) or p.endswith("?uploads")]
+        paths = [p.removesuffix("?uploads") for p in paths]
+        return [p for p in paths if not p.endswith("/")], [p for p in paths if p.endswith("/")]
+
+
+def test_tune_syncs_upload_only_what_changed(s3_env, s3_endpoint, s3_bucket, tmp_path, monkeypatch):
+    """Tune copies its whole staging folder at every experiment sync; through tune_filesystem an unchanged file or a
+    known folder costs no upload, a changed file is sent again, and a fresh process (a pickled copy) sends all once."""
+    import pickle
+
+    import orchestrator.tune_storage as tune_storage
+    from orchestrator.storage import filesystem
+    from orchestrator.tune_storage import tune_filesystem
+    from ray.train._internal.storage import _upload_to_fs_path  # what Tune's syncer calls for each sync
+
+    proxy = RecordingProxy(s3_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setattr(tune_storage, "COMPARED_BYTES", 1024)  # big.bin streams through, never compared
+    try:
+        plain, root = filesystem(f"s3://{s3_bucket}/sync-{tmp_path.name}")
+        synced = tune_filesystem(plain)
+        staging = tmp_path / "staging"
+        files = {"experiment_state.json": b"{}", "trial_a/result.json": b'{"step": 1}\n',
+                 "trial_b/params.json": b'{"lr": 0.1}', "trial_b/big.bin": bytes(4096)}
+        for name, data in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+
+        def sync(fs) -> tuple[list[str], list[str]]:
+            since = len(proxy.seen)
+            _upload_to_fs_path(str(staging), fs, root)
+            objects, folders = proxy.writes(since)
+            return sorted(p.split("/", 3)[-1] for p in objects), folders
+
+        def stored(name: str) -> bytes:
+            with plain.open_input_stream(f"{root}/{name}") as f:
+                return f.read()
+
+        assert sync(synced)[0] == sorted(files)
+        assert sync(synced) == (["trial_b/big.bin"], []), "an unchanged file or a known folder was written again"
+        (staging / "trial_a/result.json").write_bytes(files["trial_a/result.json"] + b'{"step": 2}\n')
+        assert sync(synced)[0] == ["trial_a/result.json", "trial_b/big.bin"]
+        assert all(stored(n) == (staging / n).read_bytes() for n in files)
+        assert sync(pickle.loads(pickle.dumps(synced)))[0] == sorted(files), "a new process must send everything"
+        synced.delete_dir(f"{root}/trial_b")  # forgotten: written again by the next sync
+        assert sync(synced)[0] == ["trial_b/big.bin", "trial_b/params.json"]
+        assert stored("trial_b/params.json") == files["trial_b/params.json"]
+    finally:
+        proxy.close()

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from orchestrator.errors import SpecError
 from orchestrator.report.data import ReportData, TrialRecord
 from orchestrator.report.grids import stored_grids
+from orchestrator.report.sections import samples
 from orchestrator.search_kinds import scheduler_info
 from orchestrator.storage import RUN_RECORD, read_text
 
@@ -54,8 +55,11 @@ def collect(run_path: str, job=None, live: Optional[dict[str, list[dict[str, Any
     metric, mode = record.get("metric", plan.metric), record.get("mode", plan.mode)
     trials, tune_status, champion_id = _ranked_trials(run_path, plan, metric, mode)
     report_storage = f"{run_path}/{REPORT_FOLDER}"
-    for t in trials:
-        t.grids = stored_grids(report_storage, t.trial_id)
+    with_grids = 0
+    for t in trials:  # best first
+        if with_grids < samples.MAX_TRIALS:  # a page shows the best few trials' grids: read no others (1,000s of trials)
+            t.grids = stored_grids(report_storage, t.trial_id)
+            with_grids += bool(t.grids)
         if not t.history and live and live.get(t.trial_id):
             t.history = [_numeric(row) for row in live[t.trial_id]]
         if tune_status.get(t.trial_id) in _RUNNING:

@@ -15,8 +15,8 @@ from orchestrator.report.svg import esc
 log = logging.getLogger(__name__)
 MAX_BYTES = 5 * 1024 * 1024  # the documented cap: sample grids, then curves, are thinned until the page fits
 # (top trials with grids, grids per trial, points per curve) tried in order until the page fits under MAX_BYTES
-BUDGETS = ((4, 8, curves.MAX_POINTS), (4, 4, curves.MAX_POINTS), (2, 4, curves.MAX_POINTS), (1, 2, curves.MAX_POINTS),
-           (0, 0, curves.MAX_POINTS), (0, 0, 50), (0, 0, 12))
+BUDGETS = ((samples.MAX_TRIALS, 8, curves.MAX_POINTS), (samples.MAX_TRIALS, 4, curves.MAX_POINTS),
+           (2, 4, curves.MAX_POINTS), (1, 2, curves.MAX_POINTS), (0, 0, curves.MAX_POINTS), (0, 0, 50), (0, 0, 12))
 _THINNED = ("samples", "curves")  # the sections a budget changes; the others render once
 
 

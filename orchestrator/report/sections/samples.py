@@ -22,7 +22,11 @@ def pick_steps(grids: list[tuple[int, bytes]], limit: int) -> list[tuple[int, by
     return [grids[i] for i in picks]
 
 
-def render(data: ReportData, top_trials: int = 4, steps_per_trial: int = 8) -> Optional[str]:
+# The most trials whose grids one page shows (page.BUDGETS start here): the report reads no other trial's grids.
+MAX_TRIALS = 4
+
+
+def render(data: ReportData, top_trials: int = MAX_TRIALS, steps_per_trial: int = 8) -> Optional[str]:
     shown = [t for t in data.trials if t.grids][:top_trials]
     if not shown:
         return caption("No sample grids were stored for this run (they are recorded at each evaluation by ganforge "

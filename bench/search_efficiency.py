@@ -9,31 +9,41 @@ including the first one at or better than the target (a PBT recipient re-trainin
 again: that is compute spent). A search that never reaches the target is charged everything it spent (">="), and no
 less than the most any search of that seed spent (random search's whole budget): failing cheaply is not efficiency.
 
+Targets come from a calibration that never sees the compared searches: random search on held-out search seeds
+(`--calibration-seeds`, default 100,101), run first. The strict target is the median over those seeds of random
+search's best score, the loose one the median of the best it reached within its first quarter of reports; both
+are printed (`calibration ...`) before any compared search runs. `--targets` fixes them by hand instead (to repeat
+an earlier run).
+
 Which configurations a seed happens to sample first decides much of one search's count (random search is as quick as
 any when its first trial is a good one), so each comparison is repeated for several search seeds and summed.
 
     .venv/bin/python bench/search_efficiency.py [--datasets ring8,digits] [--seeds 0,1] [--samples 24]
-                                                [--pbt-population 4] [--pbt-length 4] [--pbt-resample 1.0]
+                                                [--calibration-seeds 100,101] [--targets ring8=25:15]
+                                                [--pbt-population 4] [--pbt-length N] [--pbt-resample 1.0]
 
-PBT runs a population of 4 (on 2 slots it time-shares them) whose lineages train 4x a random trial's steps
-(`--pbt-length`: a PBT member is one long training whose hyperparameters change, and its population needs a budget
-to explore; with 1x it stops after 40 reports on ring-8), exploring by fresh draws from the space
-(`--pbt-resample 1.0`); random search and ASHA sample 24 configurations, the first 4 of which are PBT's population.
+PBT gets the same total training budget as random search: a population of 4 (on 2 slots it time-shares them)
+whose lineages each train `--pbt-length` times a random trial's steps, by default samples / population (24 / 4 = 6),
+so that population x length = the configurations random search trains (a PBT member is one long training whose
+hyperparameters change), exploring by fresh draws from the space (`--pbt-resample 1.0`); random search and ASHA
+sample 24 configurations, the first 4 of which are PBT's population.
 `--schedulers …,asha_tpe` adds ASHA over the configurations Optuna's TPE suggests (`search.algorithm: optuna`,
 BOHB's idea): TPE samples its first 10 at random, then where the reports so far were good (its draws are its own, not
 the ones the random searches share).
 
-The last line is `asha_vs_random=… pbt_vs_random=…`: iterations to each data set's first (harder) target, summed over
-data sets and seeds, divided by random search's sum. The line before gives the same per data set and target. A seed
-where no search reached a target is left out of that target's sums (reported as skipped_seeds).
+The last line is `asha_vs_random=… pbt_vs_random=…`: iterations to each data set's first (strict) target, summed
+over data sets and seeds, divided by random search's sum. The line before gives the same per data set and target. A
+seed where no search reached a target is left out of that target's sums (reported as skipped_seeds).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -68,17 +78,18 @@ registry: {{enabled: false, tracking_uri: "{tracking_uri}"}}
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A data set, a small GAN that learns it in a few hundred to a few thousand steps, and targets (metric <= target).
+    """A data set, a small GAN that learns it in a few hundred to a few thousand steps, and its targets.
 
-    The first target is the one compared on the last line; a looser one is reported beside it. No search's decisions
-    depend on the target, so every target is read off the same searches.
+    `targets` are set by the calibration (or `--targets`), strict first: the first is the one compared on the last
+    line, a looser one is reported beside it. No search's decisions depend on the target, so every target is read
+    off the same searches.
     """
 
     name: str
     job: str
     metric: str
     mode: str  # "min": reach metric <= target; "max": metric >= target
-    targets: tuple[float, ...]
+    targets: tuple[float, ...] = ()
 
     def reached(self, value: float, target: float) -> bool:
         return value <= target if self.mode == "min" else value >= target
@@ -89,20 +100,18 @@ class Benchmark:
 
 BENCHMARKS = {
     # PacGAN's ring, scored by mode_hq = modes/8 x HQ %: a generator must cover every mode AND put its samples
-    # within 3 sigma of one. With this small MLP and 2000 steps, 24 random configurations of this space reached at
-    # best 18 (calibration run, seed 0), so 25 needs a configuration tuned beyond what random sampling finds.
+    # within 3 sigma of one.
     "ring8": Benchmark("ring8", """\
 data: {uri: "builtin:ring8", batch_size: 128}
 model: {family: gan, latent_dim: 2, width: 64, depth: 2}
 train: {steps: 2000, eval_every: 200, eval_samples: 2500, ema_decay: 0.0}
-""", "mode_hq", "max", (25.0, 15.0)),
-    # 8x8 digits, FID in the domain feature net's space: real-vs-real ~0.5, good trials ~1-2 after 600 steps, a
-    # barely trained generator ~40.
+""", "mode_hq", "max"),
+    # 8x8 digits, FD in the data set's own feature network's space (fit on a split the scores never see).
     "digits": Benchmark("digits", """\
 data: {uri: "builtin:digits", batch_size: 64}
 model: {family: dcgan, latent_dim: 16, width: 16}
 train: {steps: 600, eval_every: 100, eval_samples: 1000, ema_decay: 0.0}
-""", "fd_own", "min", (2.0, 5.0)),
+""", "fd_own", "min"),
 }
 
 
@@ -142,10 +151,10 @@ def reports_in_time_order(tracking_uri: str, experiment: str, metric: str) -> li
 
 
 def run_search(bench: Benchmark, search: str, samples: int, seed: int, tmp: str, tracking_uri: str,
-               grace: int = 1, resample: float = 1.0, pbt_length: int = 4) -> SearchCost:
+               grace: int = 1, resample: float = 1.0, pbt_length: int = 1, name_prefix: str = "eff") -> SearchCost:
     from orchestrator.runner import run_job
 
-    name = f"eff-{bench.name}-{search.replace('_', '-')}-{seed}"
+    name = f"{name_prefix}-{bench.name}-{search.replace('_', '-')}-{seed}"
     algorithm, scheduler = SEARCHES[search]
     text = COMMON.format(name=name, algorithm=algorithm, scheduler=scheduler, samples=samples, seed=seed, tmp=tmp, metric=bench.metric, grace=grace,
                          resample=resample,
@@ -181,6 +190,29 @@ def ratio(cost: int, baseline: int) -> str:
     return f"{cost / baseline:.2f}" if baseline else "nan"
 
 
+def calibrate(bench: Benchmark, calibrations: list[SearchCost]) -> Benchmark:
+    """Targets from random searches on held-out seeds: strict = the median of their best scores, loose = the median
+    of the best each reached within its first quarter of reports. Rounded to 3 significant digits."""
+    best = [bench.best(c.reports) for c in calibrations]
+    early = [bench.best(c.reports[:max(1, len(c.reports) // 4)]) for c in calibrations]
+    return dataclasses.replace(bench, targets=(float(f"{statistics.median(best):.3g}"),
+                                               float(f"{statistics.median(early):.3g}")))
+
+
+def fixed_targets(spec: str) -> dict[str, tuple[float, ...]]:
+    """`ring8=25:15,digits=2:5` -> {"ring8": (25.0, 15.0), "digits": (2.0, 5.0)}."""
+    return {name: tuple(float(t) for t in targets.split(":"))
+            for name, targets in (item.split("=", 1) for item in spec.split(",") if item)}
+
+
+def print_search(bench: Benchmark, seed: int, cost: SearchCost, samples: int, label: str = "") -> None:
+    op = "<=" if bench.mode == "min" else ">="
+    hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
+    print(f"{label}{bench.name:7s} seed={seed} {cost.scheduler:5s} samples={samples:3d} {hits} "
+          f"spent={len(cost.reports):4d} best={bench.best(cost.reports):.3g} wall_s={cost.wall_s:.0f}",
+          file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="ring8,digits")
@@ -188,7 +220,11 @@ def main() -> None:
     parser.add_argument("--pbt-population", type=int, default=4,
                         help="PBT population: a few per slot (a population of 12 on 2 slots time-shares in lockstep "
                              "and spends ~4x random search's iterations before any trial gets deep)")
-    parser.add_argument("--seeds", default="0,1", help="search seeds; each is shared by the three searches")
+    parser.add_argument("--seeds", default="0,1", help="search seeds; each is shared by the compared searches")
+    parser.add_argument("--calibration-seeds", default="100,101",
+                        help="held-out search seeds whose random searches set the targets (never compared)")
+    parser.add_argument("--targets", default="", help="fixed targets instead of a calibration, strict first: "
+                        "ring8=25:15,digits=2:5")
     parser.add_argument("--from-log", help="recompute the summary from the per-search lines an earlier run printed")
     parser.add_argument("--schedulers", default="fifo,asha,pbt", help="which searches to run, of "
                         f"{','.join(SEARCHES)} (with --from-log over several logs, searches of other runs can "
@@ -196,8 +232,9 @@ def main() -> None:
     parser.add_argument("--pbt-resample", type=float, default=1.0,
                         help="PBT's resample_probability: how often explore draws a fresh value from the space "
                              "instead of perturbing the donor's by x0.8/x1.2")
-    parser.add_argument("--pbt-length", type=int, default=4,
-                        help="PBT's lineages train this many times a random trial's steps (its budget grows with it)")
+    parser.add_argument("--pbt-length", type=int, default=None,
+                        help="PBT's lineages train this many times a random trial's steps (default: samples / "
+                             "population, random search's total budget)")
     parser.add_argument("--asha-grace", type=int, default=1, help="ASHA's grace period in evaluations")
     args = parser.parse_args()
     if args.from_log:
@@ -206,7 +243,12 @@ def main() -> None:
         return
     datasets = [BENCHMARKS[d] for d in args.datasets.split(",")]
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    calibration_seeds = [int(seed) for seed in args.calibration_seeds.split(",") if seed]
+    if set(seeds) & set(calibration_seeds):
+        parser.error("--calibration-seeds must not overlap --seeds: a target must not come from the searches compared")
     population = args.pbt_population
+    pbt_length = args.pbt_length or max(1, args.samples // population)
+    fixed = fixed_targets(args.targets)
 
     from orchestrator.runner import init_ray
     from orchestrator.spec import load_job_text as load
@@ -216,20 +258,30 @@ def main() -> None:
         for bench in datasets:  # materialise data and the feature net (digits) before any search is timed
             warm(load(f"name: warm\n{bench.job}"))
         init_ray(None)
-        results: dict[tuple[str, int], dict[str, SearchCost]] = {}  # (data set, seed) -> scheduler -> cost
+        calibrated = []
         for bench in datasets:
+            if bench.name in fixed:
+                bench = dataclasses.replace(bench, targets=fixed[bench.name])
+            else:
+                runs = [run_search(bench, "fifo", args.samples, seed, tmp, tracking_uri, name_prefix="cal")
+                        for seed in calibration_seeds]
+                bench = calibrate(bench, runs)
+                for seed, cost in zip(calibration_seeds, runs):
+                    print_search(bench, seed, cost, args.samples, label="calibration ")
+            print(f"targets {bench.name} {bench.metric} {':'.join(f'{t:g}' for t in bench.targets)} "
+                  f"({'fixed by --targets' if bench.name in fixed else 'calibrated on seeds ' + args.calibration_seeds})",
+                  file=sys.stderr, flush=True)
+            calibrated.append(bench)
+        results: dict[tuple[str, int], dict[str, SearchCost]] = {}  # (data set, seed) -> scheduler -> cost
+        for bench in calibrated:
             for seed in seeds:
                 for search in args.schedulers.split(","):
                     samples = population if search == "pbt" else args.samples
                     cost = run_search(bench, search, samples, seed, tmp, tracking_uri, grace=args.asha_grace,
-                                      resample=args.pbt_resample, pbt_length=args.pbt_length)
+                                      resample=args.pbt_resample, pbt_length=pbt_length)
                     results.setdefault((bench.name, seed), {})[search] = cost
-                    op = "<=" if bench.mode == "min" else ">="
-                    hits = " ".join(f"to_{bench.metric}{op}{t:g}={cost.shown(t):>5s}" for t in bench.targets)
-                    print(f"{bench.name:7s} seed={seed} {search:5s} samples={samples:3d} {hits} "
-                          f"spent={len(cost.reports):4d} best={bench.best(cost.reports):.3g} wall_s={cost.wall_s:.0f}",
-                          file=sys.stderr, flush=True)
-    for line in summary(datasets, results):
+                    print_search(bench, seed, cost, samples)
+    for line in summary(calibrated, results):
         print(line)
 
 
@@ -238,12 +290,14 @@ def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str,
     with the same first hit of every target and the same length, which is all `charged` reads."""
 
     results: dict[tuple[str, int], dict[str, SearchCost]] = {}
-    names: list[str] = []
+    targets: dict[str, list[float]] = {}  # per data set, in the order the lines name them (strict first)
     for line in (line for path in paths for line in open(path)):
         m = re.match(r"(\w+)\s+seed=(\d+) (\w+)\s+samples=\s*\d+ (.*) spent=\s*(\d+) ", line)
-        if not m:
+        if not m:  # calibration lines start with "calibration": they are not compared
             continue
         bench, seed, scheduler, hits, spent = BENCHMARKS[m[1]], int(m[2]), m[3], m[4], int(m[5])
+        named = targets.setdefault(bench.name, [])
+        named += [float(t) for t in re.findall(r"to_\w+[<>]=([\d.]+)=", hits) if float(t) not in named]
         bad = math.inf if bench.mode == "min" else -math.inf
         reports = [bad] * spent
         for target, hit in re.findall(r"to_\w+[<>]=([\d.]+)=\s*(>?=?\d+)", hits):
@@ -253,9 +307,11 @@ def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str,
                 stricter = max if bench.mode == "max" else min
                 reports[i] = float(target) if reports[i] == bad else stricter(reports[i], float(target))
         results.setdefault((bench.name, seed), {})[scheduler] = SearchCost(scheduler, reports, 0.0, bench)
-        if bench.name not in names:
-            names.append(bench.name)
-    return [BENCHMARKS[n] for n in names], results
+    datasets = [dataclasses.replace(BENCHMARKS[name], targets=tuple(ts)) for name, ts in targets.items()]
+    for costs in results.values():
+        for cost in costs.values():
+            cost.bench = next(b for b in datasets if b.name == cost.bench.name)
+    return datasets, results
 
 
 def summary(datasets: list[Benchmark], results: dict[tuple[str, int], dict[str, SearchCost]]) -> list[str]:

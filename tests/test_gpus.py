@@ -19,11 +19,15 @@ from tests.fixtures.ray_head import LOGICAL_GPUS
 
 pytestmark = pytest.mark.timeout(300)
 
-# Each trial trains long enough (a few seconds on a loaded 2-core machine) to still be running when the last one
-# that fits beside it has started; a quarter CPU each leaves the GPUs as the only limit on how many run at once.
+# Each trial trains long enough to still be running when the last one that fits beside it has started: the trial
+# processes start one to two seconds apart (their imports share 2 cores), and with 400 steps (~1 s) the first had
+# once finished before the fourth began. A quarter CPU each leaves the GPUs as the only limit on how many run at once.
+STEPS = 2000
+
+
 def job_text(name: str, trials: int, gpus: float, tmp, tracking_uri: str, address: str) -> str:
     return job_yaml(name, storage=f"{tmp}/results", tracking_uri=tracking_uri, register=False, cluster=address,
-                    train={"steps": 400, "eval_every": 200, "eval_samples": 200, "ema_decay": 0.0},
+                    train={"steps": STEPS, "eval_every": STEPS // 2, "eval_samples": 200, "ema_decay": 0.0},
                     search={"scheduler": "fifo", "num_samples": trials,
                             "space": {"train.lr_g": {"loguniform": [1.0e-4, 1.0e-3]}}},
                     resources={"cpus_per_trial": 0.25, "gpus_per_trial": gpus})
@@ -107,7 +111,7 @@ def test_a_trial_without_usable_cuda_says_so_once_and_trains_on_cpu(gpu_jobs, ra
     job = gpu_jobs[0.5]
     for run in job.runs.values():
         assert run.data.params["ganforge.device"] == "cpu"
-        assert run.info.status == "FINISHED" and run.data.metrics["step"] == 400
+        assert run.info.status == "FINISHED" and run.data.metrics["step"] == STEPS
     # The trials' own output (what Ray forwards to the driver's console), in the head's worker logs: one line each
     # (a reused trial process may have its output in more than one of Ray's files, never twice in one).
     logs = [[line for line in path.read_text(errors="replace").splitlines() if NO_CUDA in line]

@@ -307,11 +307,7 @@ def results_from_log(paths: list[str]) -> tuple[list[Benchmark], dict[tuple[str,
                 stricter = max if bench.mode == "max" else min
                 reports[i] = float(target) if reports[i] == bad else stricter(reports[i], float(target))
         results.setdefault((bench.name, seed), {})[scheduler] = SearchCost(scheduler, reports, 0.0, bench)
-    datasets = [dataclasses.replace(BENCHMARKS[name], targets=tuple(ts)) for name, ts in targets.items()]
-    for costs in results.values():
-        for cost in costs.values():
-            cost.bench = next(b for b in datasets if b.name == cost.bench.name)
-    return datasets, results
+    return [dataclasses.replace(BENCHMARKS[name], targets=tuple(ts)) for name, ts in targets.items()], results
 
 
 def summary(datasets: list[Benchmark], results: dict[tuple[str, int], dict[str, SearchCost]]) -> list[str]:

@@ -46,7 +46,8 @@ class _Known:
         self.folders: set[str] = set()
 
     def forget(self, path: str) -> None:
-        prefix = path.rstrip("/") + "/"
+        """Forget `path` and everything under it ("" is the whole filesystem)."""
+        prefix = path.rstrip("/") + "/" if path else ""
         with self.lock:
             for known in [p for p in self.digests if p == path or p.startswith(prefix)]:
                 del self.digests[known]
@@ -73,7 +74,7 @@ class _UploadIfChanged(io.RawIOBase):
             if len(self.held) <= COMPARED_BYTES:
                 return size
             self.stream = self.inner.open_output_stream(self.path, metadata=self.metadata)
-            self.stream.write(bytes(self.held))
+            self.stream.write(self.held)
             self.held = None
             return size
         self.stream.write(data)
@@ -92,7 +93,7 @@ class _UploadIfChanged(io.RawIOBase):
                 if self.known.digests.get(self.path) == digest:
                     return
             with self.inner.open_output_stream(self.path, metadata=self.metadata) as out:
-                out.write(bytes(self.held))
+                out.write(self.held)
             with self.known.lock:
                 self.known.digests[self.path] = digest
         finally:

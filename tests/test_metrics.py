@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 from trainers.data.info import DataInfo
 from trainers.metrics import METRIC_MODES, build_evaluator, save_grid
 from trainers.metrics.grid import grid_size
+from trainers.metrics.mixture import PERFECT_HQ
 from trainers.registry import UnknownComponentError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,13 +108,15 @@ def test_mixture_exact_constructions():
     ev = build_evaluator(mixture_info(RING, RING_SIGMA), (mixture_sampler(RING, RING_SIGMA, 0)(2500), None), 2500, None)
     one_mean = ev.evaluate(lambda n: torch.tensor([RING[3]]).expand(n, 2))
     assert one_mean == {"modes": 1.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 12.5,
-                        "balanced_mode_hq": pytest.approx(12.5), "mode_spread": pytest.approx(0.0, abs=1e-4)}
+                        "balanced_mode_hq": pytest.approx(12.5), "mode_spread": pytest.approx(0.0, abs=1e-4),
+                        "spread_mode_hq": pytest.approx(0.0, abs=1e-3)}
 
     # exactly on four of the eight means, in equal shares: p = 1/4 each, KL = log(8/4)
     four = torch.tensor(RING[:4])
     assert ev.evaluate(lambda n: four.repeat(n // 4, 1)) == {"modes": 4.0, "hq": 100.0, "reverse_kl": pytest.approx(math.log(2)),
                                                          "mode_hq": 50.0, "balanced_mode_hq": pytest.approx(50.0),
-                                                         "mode_spread": pytest.approx(0.0, abs=1e-4)}
+                                                         "mode_spread": pytest.approx(0.0, abs=1e-4),
+                                                         "spread_mode_hq": pytest.approx(0.0, abs=1e-3)}
 
     # half the samples just inside 3 sigma of a mean, half just outside
     near = torch.tensor(RING[0]) + torch.tensor([2.9 * RING_SIGMA, 0.0])
@@ -122,12 +125,14 @@ def test_mixture_exact_constructions():
     # (the HQ half sits 2.9 sigma out: RMS 2.9 sigma against a perfect sampler's sqrt(2 x 0.9494) sigma within 3 sigma)
     assert half == {"modes": 1.0, "hq": 50.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 6.25,
                     "balanced_mode_hq": pytest.approx(6.25),
-                    "mode_spread": pytest.approx(2.9 / math.sqrt(R2_WITHIN_3_SIGMA), rel=1e-4)}
+                    "mode_spread": pytest.approx(2.9 / math.sqrt(R2_WITHIN_3_SIGMA), rel=1e-4),
+                    # wider than the data's: no spread factor, the HQ it lost is the penalty
+                    "spread_mode_hq": pytest.approx(6.25)}
 
     # nothing high quality (including NaN samples from a diverged generator): no modes, KL at its collapsed value
     nothing = ev.evaluate(lambda n: torch.full((n, 2), float("nan")))
     assert nothing == {"modes": 0.0, "hq": 0.0, "reverse_kl": pytest.approx(math.log(8)), "mode_hq": 0.0,
-                       "balanced_mode_hq": 0.0, "mode_spread": 0.0}
+                       "balanced_mode_hq": 0.0, "mode_spread": 0.0, "spread_mode_hq": 0.0}
 
     # every mode covered but unevenly (two means with twice the share of the other six): mode_hq cannot tell it from
     # an even fill; balanced_mode_hq counts exp(H(p)) effective modes instead of 8. Rows cycle in tens: the
@@ -170,6 +175,10 @@ def test_mode_spread_sees_collapse_within_modes_that_hq_and_kl_reward(means, sig
     assert perfect["mode_spread"] == pytest.approx(1.0, abs=0.02)
     assert narrow["mode_spread"] == pytest.approx(0.5 * math.sqrt(2 / R2_WITHIN_3_SIGMA), abs=0.02)
     assert ev.floors["mode_spread_floor"] == pytest.approx(1.0, abs=0.05)
+    # the narrow sampler outscores the perfect one on every HQ-based selection score, but not on spread_mode_hq
+    assert narrow["balanced_mode_hq"] > perfect["balanced_mode_hq"] and narrow["mode_hq"] > perfect["mode_hq"]
+    assert narrow["spread_mode_hq"] < 0.6 * perfect["spread_mode_hq"]
+    assert perfect["spread_mode_hq"] == pytest.approx(PERFECT_HQ, abs=1.5)  # the best score a generator can reach
 
 
 @pytest.mark.parametrize("means,sigma", [(RING, RING_SIGMA), (GRID25, GRID25_SIGMA)], ids=["ring8", "grid25"])

@@ -16,6 +16,10 @@ mean (a perfect sampler reaches only P(chi2_2 <= 9) = 1 - exp(-4.5) = 98.89 %).
   place of "how many have one HQ sample". Equal to mode_hq when the covered modes are filled evenly; below it
   when they are not (8 modes filled 3:1 score less than 8 filled 1:1), so a search ranked by it prefers the
   generator that meets the reverse-KL target too.
+- spread_mode_hq: balanced_mode_hq that cannot be raised by drawing the modes narrower than the data: HQ counts only
+  up to a perfect sampler's rate (98.89 %) and the score is scaled by min(1, mode_spread). The HQ threshold alone
+  rewards narrow modes (a point mass on every mean scores 100 % HQ, KL 0); here it scores 0, and the perfect
+  sampler is the best possible generator (~98.9). Wider modes than the data's already lose HQ.
 Non-finite samples count as low quality.
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ from trainers.data.info import DataInfo
 from trainers.metrics.base import METRIC_SUITES, Evaluator, RealRows
 
 HQ_SIGMAS = 3.0
+PERFECT_HQ = 100.0 * (1.0 - math.exp(-HQ_SIGMAS**2 / 2))  # P(chi2_2 <= 9): a perfect 2-D sampler's HQ percentage
 
 
 def mode_hq(modes: float, hq: float, k: int) -> float:
@@ -41,6 +46,11 @@ def mode_hq(modes: float, hq: float, k: int) -> float:
 def balanced_mode_hq(hq: float, reverse_kl: float) -> float:
     """HQ percentage times the effective share of modes, exp(H(p)) / K = exp(-reverse KL)."""
     return hq * math.exp(-reverse_kl)
+
+
+def spread_mode_hq(hq: float, reverse_kl: float, spread: float) -> float:
+    """balanced_mode_hq with HQ capped at a perfect sampler's rate and scaled by min(1, spread): narrow modes never pay."""
+    return min(hq, PERFECT_HQ) * math.exp(-reverse_kl) * min(1.0, spread)
 
 
 def mixture_scores(x: Tensor, means: Tensor, sigma: float) -> dict[str, float]:
@@ -56,9 +66,10 @@ def mixture_scores(x: Tensor, means: Tensor, sigma: float) -> dict[str, float]:
         reverse_kl = (p * (p * k).log()).sum().item()
     modes = float((counts > 0).sum().item())
     hq_percent = 100.0 * hq.double().mean().item()
+    spread = mode_spread(nearest_dist[hq], sigma, means.shape[1])
     return {"modes": modes, "hq": hq_percent, "reverse_kl": reverse_kl, "mode_hq": mode_hq(modes, hq_percent, k),
-            "balanced_mode_hq": balanced_mode_hq(hq_percent, reverse_kl),
-            "mode_spread": mode_spread(nearest_dist[hq], sigma, means.shape[1])}
+            "balanced_mode_hq": balanced_mode_hq(hq_percent, reverse_kl), "mode_spread": spread,
+            "spread_mode_hq": spread_mode_hq(hq_percent, reverse_kl, spread)}
 
 
 def mode_spread(hq_dist: Tensor, sigma: float, dim: int) -> float:

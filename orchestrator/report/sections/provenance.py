@@ -8,7 +8,7 @@ from typing import Optional
 from orchestrator.report.data import ReportData
 from orchestrator.report.sections.common import caption
 from orchestrator.report.svg import esc
-from trainers.metrics.declared import scoring_plan
+from trainers.metrics.declared import METRIC_SUITE_INFO, scoring_plan
 
 TITLE = "Provenance"
 _FD = "Fréchet distance between Gaussians fitted to {space} features of generated and real samples (lower is better)."
@@ -25,6 +25,8 @@ METRIC_DEFINITIONS = {
     "hq": "Percentage of samples within 3σ of their nearest mode's mean.",
     "balanced_mode_hq": "HQ share times the effective share of modes covered, exp(−reverse KL) (higher is better).",
     "mode_hq": "HQ share times the share of modes covered (higher is better).",
+    "spread_mode_hq": "balanced_mode_hq with HQ capped at a perfect sampler's 98.9 % and scaled by min(1, mode "
+                      "spread): modes drawn narrower than the data's never raise it (higher is better).",
     "precision": "Share of generated samples inside the k-NN balls of real samples (Kynkäänniemi et al.).",
     "recall": "Share of real samples inside the k-NN balls of generated samples.",
     "coverage": "Share of real samples whose k-NN ball holds a generated sample (Naeem et al.).",
@@ -44,8 +46,7 @@ def _features(plan: dict) -> str:
 
 
 def render(data: ReportData) -> Optional[str]:
-    kind = data.dataset.get("kind") or ("points" if data.metric in ("reverse_kl", "modes", "hq", "balanced_mode_hq",
-                                                                    "mode_hq") else "image")
+    kind = data.dataset.get("kind") or ("points" if data.metric in METRIC_SUITE_INFO.get("points").modes else "image")
     definition = METRIC_DEFINITIONS.get(data.metric, "as reported by the metric suite")
     metrics = data.resolved_spec.get("metrics") or {}
     rows_in_data = int(data.dataset.get("rows") or 2 * data.eval_samples)

@@ -59,6 +59,10 @@ def init_ray(address: Optional[str], plan: Optional[SearchPlan] = None) -> None:
                 prestart_trial_workers(plan.trial_slots(_cluster_cpus()))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its raylet misses a 30 s start-up window
+        where = f"the Ray cluster at {address}" if address else "an embedded Ray"
+        raise ClusterError(f"cannot start {where}: {str(exc).splitlines()[0]} (an overloaded machine: retry when "
+                           "it is quieter)") from None
 
 
 # ---------------------------------------------------------------- the run

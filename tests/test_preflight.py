@@ -114,3 +114,25 @@ def test_missing_inception_weights_fail_before_anything_starts(tmp_path, monkeyp
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"checked when loaded")
     pf.preflight(load_job_text(text, "job.yaml"))  # found: loading (and its checks) is the trial's
+
+
+def test_an_embedded_ray_that_misses_its_start_window_is_a_one_line_cluster_error(monkeypatch):
+    """On an overloaded machine Ray's raylet can miss its hard-coded 30 s registration window, and ray.init raises a
+    bare Exception (seen in the suite under load): the user gets one line naming the cause, not Ray's traceback."""
+    import ray
+
+    from orchestrator.errors import ClusterError
+    from orchestrator.runner import init_ray
+
+    def late_raylet(*args, **kwargs):  # Ray's own message (ray/_private/node.py), raised where Ray raises it
+        raise Exception("The current node timed out during startup. This could happen because some of the raylet "
+                        "failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", late_raylet)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ClusterError) as info:
+        init_ray(None)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("cannot start an embedded Ray: The current node timed out during startup")

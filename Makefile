@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-any-order bench clean chromium
+.PHONY: install demo test test-any-order results bench clean chromium
 
 # The stamp depends on pyproject.toml so a dependency change reinstalls.
 $(STAMP): pyproject.toml
@@ -30,6 +30,11 @@ test: install chromium
 # The suite must pass in any order: modules and the tests inside each shuffled (the seed is printed with -v).
 test-any-order: install
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 --random-order-bucket=module tests
+
+# docs/results.md's job champion tables, from the committed job outcomes and protocol run log in bench/results/
+# (nothing trains when the log holds every run; a missing run trains, two at a time, deterministically on CPU).
+results: install
+	$(BIN)/python bench/job_champions.py --workers 2 --update docs/results.md
 
 clean:
 	rm -rf $(VENV) ganforge-results mlflow.db mlruns

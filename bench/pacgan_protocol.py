@@ -117,11 +117,15 @@ class RunLog:
                     rec = json.loads(line)
                     self.runs[rec["key"]] = rec
 
-    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None) -> dict[str, Any]:
-        key = key_of({**spec, "steps": steps})
+    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None,
+                   select_metric: str | None = None) -> dict[str, Any]:
+        # select_metric joins the key only when set, so runs logged before it existed keep theirs
+        key = key_of({**spec, "steps": steps, **({"select_metric": select_metric} if select_metric else {})})
         if key in self.runs:
             return self.runs[key]
-        rec = {"key": key, "label": label, "spec": spec, "steps": steps, **train_and_score(spec, steps, cache, eval_every)}
+        rec = {"key": key, "label": label, "spec": spec, "steps": steps,
+               **({"select_metric": select_metric} if select_metric else {}),
+               **train_and_score(spec, steps, cache, eval_every, select_metric)}
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         self.runs[key] = rec
@@ -131,10 +135,13 @@ class RunLog:
         return rec
 
 
-def train_and_score(spec: dict[str, Any], steps: int, cache: str, eval_every: int | None) -> dict[str, Any]:
+def train_and_score(spec: dict[str, Any], steps: int, cache: str, eval_every: int | None,
+                    select_metric: str | None = None) -> dict[str, Any]:
+    """Train, then score the better of the raw and EMA generator by `select_metric` (default: the suite's own,
+    reverse KL for mixtures)."""
     cfg = GANConfig.model_validate(merge(spec, {"train": {"steps": steps, "device": "cpu"}}))
     t0 = time.perf_counter()
-    trainer = GANTrainer(cfg, cache_dir=cache)
+    trainer = GANTrainer(cfg, cache_dir=cache, select_metric=select_metric)
     try:
         trainer.train_steps(steps)
         scores = trainer.evaluate()
@@ -217,9 +224,10 @@ def run_search(log: RunLog, dataset: str, k: int, args, cache: str) -> tuple[dic
 
 
 def _fmt(v: Any) -> str:
+    """A configuration value for a table: 3 significant digits, tuples (and JSON's lists) joined by '/'."""
     if isinstance(v, float):
         return f"{v:.3g}"
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)):
         return "/".join(_fmt(x) for x in v)
     return str(v)
 

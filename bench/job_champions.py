@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from generated_blocks import update_or_check
 from pacgan_protocol import (MIXTURE_BASE, PUBLISHED, TARGETS, RunLog, _fmt, flat_to_nested, key_of, mean_se, merge,
                              train_and_score)
 from trainers.metrics.mixture import spread_mode_hq
@@ -184,16 +184,6 @@ def _job_spec(text: str) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def regenerated(text: str, sections: dict[str, list[str]], doc: Path) -> str:
-    """`text` with each `<!-- generated: job_champions NAME -->` … `<!-- end generated -->` block replaced."""
-    for name, lines in sections.items():
-        pattern = re.compile(rf"(<!-- generated: job_champions {name} -->\n).*?(<!-- end generated -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{doc}: no '<!-- generated: job_champions {name} -->' block to update")
-        text = pattern.sub(lambda m: m.group(1) + "\n".join(lines) + "\n" + m.group(2), text)
-    return text
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outcome", type=Path, action="append", help=f"default: {', '.join(map(str, OUTCOMES))}")
@@ -209,17 +199,12 @@ def main() -> int:
     workers = 0 if args.check else args.workers
     sections = dict(job_section(p, log, args.seeds, workers, args.cache) for p in (args.outcome or OUTCOMES))
     if args.check:
-        text = args.check.read_text()
-        if regenerated(text, sections, args.check) != text:
-            print(f"{args.check}: the job champion tables differ from what {args.log} gives; run `make results`")
-            return 1
-        print(f"{args.check}: the job champion tables are what {args.log} gives")
-        return 0
+        return update_or_check(args.check, "job_champions", sections, check=True, source=str(args.log))
     for name, lines in sections.items():
         print(f"\n## {name}\n" + "\n".join(lines))
     if args.update:
-        args.update.write_text(regenerated(args.update.read_text(), sections, args.update))
-        print(f"\n{args.update}: {len(sections)} tables regenerated ({time.perf_counter() - t0:.0f} s)")
+        update_or_check(args.update, "job_champions", sections, check=False, source=str(args.log))
+        print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 
 

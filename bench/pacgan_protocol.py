@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import torch
 
+from generated_blocks import update_or_check
 from trainers.config import GANConfig
 from trainers.loop import GANTrainer, TrainingDiverged
 from trainers.metrics.mixture import mode_hq
@@ -108,8 +109,9 @@ def key_of(spec: dict[str, Any]) -> str:
 class RunLog:
     """Finished runs by key, appended to a JSONL file so a rerun resumes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, train_missing: bool = True) -> None:
         self.path = path
+        self.train_missing = train_missing  # False: a run missing from the log is an error (--check)
         self.runs: dict[str, dict[str, Any]] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -123,6 +125,8 @@ class RunLog:
         key = key_of({**spec, "steps": steps, **({"select_metric": select_metric} if select_metric else {})})
         if key in self.runs:
             return self.runs[key]
+        if not self.train_missing:
+            raise SystemExit(f"{self.path}: no run of {label!r} with seed {spec['train']['seed']}; run without --check")
         rec = {"key": key, "label": label, "spec": spec, "steps": steps,
                **({"select_metric": select_metric} if select_metric else {}),
                **train_and_score(spec, steps, cache, eval_every, select_metric)}
@@ -187,8 +191,9 @@ def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[fl
     """Median over seeds of the mixture suite's `mode_hq` (share of modes covered x HQ %), then of -reverse KL: a
     configuration must both cover the modes and place its samples on them (modes alone rewards blur, HQ alone
     rewards dropping modes). Computed from (modes, hq), since runs logged before the suite reported `mode_hq` lack
-    it. jobs/ring8.yaml and jobs/grid25.yaml now rank by balanced_mode_hq instead (HQ x exp(-reverse KL)), over a
-    space whose latent choice is continuous or 200 anchored categories (docs/results.md)."""
+    it. jobs/ring8.yaml and jobs/grid25.yaml rank by spread_mode_hq instead (HQ capped at a perfect sampler's rate x
+    exp(-reverse KL) x min(1, mode_spread)), over a space whose latent choice is continuous or 200 anchored
+    categories; bench/job_champions.py scores their champions (docs/results.md)."""
     return (statistics.median(mode_hq(t[0], t[1], k) for t in triplets), -statistics.median(t[2] for t in triplets))
 
 
@@ -266,7 +271,7 @@ def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
 
 def run_digits(log: RunLog, args, cache: str) -> list[str]:
     lines = [f"### digits (8x8, {args.digits_seeds} seeds, {args.digits_steps} generator steps, 1,000 samples)", "",
-             "| family | FID | KID | FID floor | KID floor | class coverage | diverged | s / run |",
+             "| family | fd_own | kd_own | fd_own floor | kd_own floor | class coverage | diverged | s / run |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for family in DIGITS_FAMILIES:
         print(f"== digits: {family}", flush=True)
@@ -301,14 +306,20 @@ def main() -> None:
     parser.add_argument("--log", type=Path, default=Path("pacgan-protocol.jsonl"))
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--cache", default=None, help="data/metric cache (default: GANFORGE_CACHE or ~/.cache/ganforge)")
+    parser.add_argument("--update", type=Path, help="rewrite this markdown file's `pacgan_protocol digits` block")
+    parser.add_argument("--check", type=Path, help="train nothing; exit 1 if this file's digits block differs")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    log = RunLog(args.log)
+    log = RunLog(args.log, train_missing=not args.check)
     t0 = time.perf_counter()
     lines = run_mixtures(log, args, args.cache)
     if not args.skip_digits:
-        lines += run_digits(log, args, args.cache)
+        digits = run_digits(log, args, args.cache)
+        lines += digits
+        if args.update or args.check:  # the table without its heading: the doc says how it was made
+            return update_or_check(args.update or args.check, "pacgan_protocol", {"digits": digits[2:]},
+                                   check=bool(args.check), source=str(args.log))
     lines.append(f"\n(total wall time of this invocation: {time.perf_counter() - t0:.0f} s; runs reused from {args.log} "
                  "cost nothing)")
     text = "\n".join(lines)

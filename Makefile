@@ -31,11 +31,10 @@ test: install chromium
 test-any-order: install
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 --random-order-bucket=module tests
 
-# docs/results.md's generated tables (job champions, digits), from the committed job outcomes and run logs in bench/results/
+# docs/results.md's generated tables (the job champions), from the committed job outcomes and run logs in bench/results/
 # (nothing trains when the log holds every run; a missing run trains, two at a time, deterministically on CPU).
 results: install
 	$(BIN)/python bench/job_champions.py --workers 2 --update docs/results.md
-	$(BIN)/python bench/pacgan_protocol.py --datasets "" --log bench/results/digits.jsonl --update docs/results.md
 
 clean:
 	rm -rf $(VENV) ganforge-results mlflow.db mlruns

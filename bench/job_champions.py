@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from generated_blocks import update_or_check
-from pacgan_protocol import (MIXTURE_BASE, PUBLISHED, TARGETS, RunLog, _fmt, flat_to_nested, key_of, mean_se, merge,
+from job_outcome import configuration
+from pacgan_protocol import (MIXTURE_BASE, PUBLISHED, TARGETS, RunLog, _fmt, flat_to_nested, mean_se, merge,
                              train_and_score)
 from trainers.metrics.mixture import spread_mode_hq
 
@@ -69,27 +70,15 @@ def _train(job: tuple[dict[str, Any], int, str | None, str]) -> dict[str, Any]:
 
 
 def run_all(log: RunLog, wanted: list[tuple[dict[str, Any], str, int, str]], workers: int, cache: str | None) -> None:
-    """Train what the log lacks, `workers` at a time (none: refuse to train), appending each run as it finishes."""
-    missing = [(spec, label, steps, metric) for spec, label, steps, metric in wanted
-               if key_of({**spec, "steps": steps, "select_metric": metric}) not in log.runs]
+    """Train what the log lacks, `workers` at a time, appending each run as it finishes."""
+    missing = [w for w in wanted if log.missing(*w)]
     if not missing:
         return
-    if workers < 1:
-        raise SystemExit(f"{log.path}: {len(missing)} protocol runs are missing (first: {missing[0][1]}, seed "
-                         f"{missing[0][0]['train']['seed']}); run without --check to train them")
     print(f"training {len(missing)} runs missing from {log.path} ({workers} at a time)", flush=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [(m, pool.submit(_train, (m[0], m[2], cache, m[3]))) for m in missing]
         for (spec, label, steps, metric), future in futures:
-            key = key_of({**spec, "steps": steps, "select_metric": metric})
-            rec = {"key": key, "label": label, "spec": spec, "steps": steps, "select_metric": metric, **future.result()}
-            with log.path.open("a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            log.runs[key] = rec
-            s = rec["scores"]
-            print(f"  {label:40s} seed {spec['train']['seed']}: modes {s.get('modes')}, HQ {s.get('hq', 0):.1f}, "
-                  f"KL {s.get('reverse_kl', 0):.4f}, spread {s.get('mode_spread', 0):.2f} ({rec['seconds']:.0f} s)",
-                  flush=True)
+            log.add(spec, label, steps, metric, future.result())
 
 
 def run_score(rec: dict[str, Any], k: int) -> float:
@@ -144,7 +133,7 @@ def job_section(outcome_path: Path, log: RunLog, seeds: int, workers: int, cache
              "spread_mode_hq | HQ range | diverged | s / run | targets met (modes/HQ/KL) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for label, ws in wanted.items():
-        recs = [log.runs[key_of({**spec, "steps": st, "select_metric": m})] for spec, _, st, m in ws]
+        recs = [log.runs[log.key(spec, st, m)] for spec, _, st, m in ws]
         lines.append(f"| {label} | {cells(recs, k)} | {targets_met(recs, dataset)} |")
     for name, modes, hq, kl in PUBLISHED[dataset]:
         lines.append(f"| {name} | {modes} | {hq} | {kl} | | | | | | |")
@@ -162,8 +151,7 @@ def ranking(out: dict[str, Any], steps: int, top: int = 5) -> list[str]:
     count at their last evaluation, as the job ranked them)."""
     metric, by_config = out["metric"], {}
     for t in out["trials"]:
-        config = {k: v for k, v in t["params"].items() if k not in ("train.seed", "__trial_index__")}
-        by_config.setdefault(json.dumps(config, sort_keys=True), []).append(t)
+        by_config.setdefault(json.dumps(configuration(t["params"]), sort_keys=True), []).append(t)
     ranked = sorted(by_config.items(), key=lambda kv: -statistics.median(t.get(metric, 0.0) for t in kv[1]))
     lines = [f"The job's top {top} of {len(by_config)} configurations (median final `{metric}` over seeds; steps "
              "reached):", "", f"| rank | median `{metric}` | seeds | steps | latent | configuration |",
@@ -195,9 +183,8 @@ def main() -> int:
     parser.add_argument("--check", type=Path, help="train nothing; exit 1 if this file's blocks differ from the log's")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    log = RunLog(args.log)
-    workers = 0 if args.check else args.workers
-    sections = dict(job_section(p, log, args.seeds, workers, args.cache) for p in (args.outcome or OUTCOMES))
+    log = RunLog(args.log, train_missing=not args.check)
+    sections = dict(job_section(p, log, args.seeds, args.workers, args.cache) for p in (args.outcome or OUTCOMES))
     if args.check:
         return update_or_check(args.check, "job_champions", sections, check=True, source=str(args.log))
     for name, lines in sections.items():

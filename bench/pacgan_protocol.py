@@ -119,17 +119,25 @@ class RunLog:
                     rec = json.loads(line)
                     self.runs[rec["key"]] = rec
 
-    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None,
-                   select_metric: str | None = None) -> dict[str, Any]:
+    @staticmethod
+    def key(spec: dict[str, Any], steps: int, select_metric: str | None = None) -> str:
         # select_metric joins the key only when set, so runs logged before it existed keep theirs
-        key = key_of({**spec, "steps": steps, **({"select_metric": select_metric} if select_metric else {})})
-        if key in self.runs:
-            return self.runs[key]
+        return key_of({**spec, "steps": steps, **({"select_metric": select_metric} if select_metric else {})})
+
+    def missing(self, spec: dict[str, Any], label: str, steps: int, select_metric: str | None = None) -> bool:
+        """Whether the run still has to train (refused when the log may not train: --check)."""
+        if self.key(spec, steps, select_metric) in self.runs:
+            return False
         if not self.train_missing:
             raise SystemExit(f"{self.path}: no run of {label!r} with seed {spec['train']['seed']}; run without --check")
+        return True
+
+    def add(self, spec: dict[str, Any], label: str, steps: int, select_metric: str | None,
+            result: dict[str, Any]) -> dict[str, Any]:
+        """Append a finished run (train_and_score's result) to the log and print its scores."""
+        key = self.key(spec, steps, select_metric)
         rec = {"key": key, "label": label, "spec": spec, "steps": steps,
-               **({"select_metric": select_metric} if select_metric else {}),
-               **train_and_score(spec, steps, cache, eval_every, select_metric)}
+               **({"select_metric": select_metric} if select_metric else {}), **result}
         with self.path.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         self.runs[key] = rec
@@ -137,6 +145,13 @@ class RunLog:
               + ", ".join(f"{k}={v:.4g}" for k, v in rec["scores"].items() if k in ("modes", "hq", "reverse_kl", "mode_spread", "fd_own", "kd_own"))
               + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
+
+    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None,
+                   select_metric: str | None = None) -> dict[str, Any]:
+        if not self.missing(spec, label, steps, select_metric):
+            return self.runs[self.key(spec, steps, select_metric)]
+        return self.add(spec, label, steps, select_metric,
+                        train_and_score(spec, steps, cache, eval_every, select_metric))
 
 
 def train_and_score(spec: dict[str, Any], steps: int, cache: str, eval_every: int | None,

@@ -204,6 +204,7 @@ class KilledJob:
     killed_trial: str  # SIGKILLed once, retried by Tune, finished before the driver died
     killed_pid: int
     last_seen: dict  # its last report before the kill
+    registered_step: int  # the step of its latest checkpoint in Tune's experiment state when it was killed
     interrupted: str  # running when the driver was SIGKILLed
     interrupted_pids: set[int]
     before_resume: dict[str, list[dict]]
@@ -235,7 +236,8 @@ def _kill_trial_then_driver(tmp: Path, name: str, head: Head, proc: subprocess.P
     freeze(killed_pid, frozen)
     interrupted, frozen_pid = wait_for("a second trial reporting", reporting_trial(killed_trial), proc, tmp)
     freeze(frozen_pid, frozen)
-    last_seen = settled_last_report(tmp, killed_trial)
+    last_seen = settled(lambda: reports(tmp)[killed_trial][-1])
+    registered_step = settled(lambda: registered_checkpoint_step(tmp, killed_trial))
     kill_frozen(killed_pid, frozen)
 
     def killed_trial_finished():
@@ -249,25 +251,46 @@ def _kill_trial_then_driver(tmp: Path, name: str, head: Head, proc: subprocess.P
     kill_frozen(frozen_pid, frozen)  # a stopped process cannot act on the SIGTERM Ray may send it
     resume = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "job.yaml"], cwd=tmp,
                             env=ganforge_env(head), capture_output=True, text=True, timeout=240)
-    return KilledJob(tmp, name, killed_trial, killed_pid, last_seen, interrupted,
+    return KilledJob(tmp, name, killed_trial, killed_pid, last_seen, registered_step, interrupted,
                      {int(r["pid"]) for r in before[interrupted]}, before, resume)
 
 
-def settled_last_report(tmp: Path, trial_id: str) -> dict:
-    """The last report of a frozen trial once storage has caught up with it (unchanged for 2 syncs)."""
+def settled(observe: Callable[[], T]) -> T:
+    """What `observe` sees of a frozen trial once storage has caught up with it (unchanged for 2 syncs)."""
     last, since = None, time.monotonic()
     while time.monotonic() - since < 2.5:
-        current = reports(tmp)[trial_id][-1]
+        current = observe()
         if current != last:
             last, since = current, time.monotonic()
         time.sleep(0.2)
     return last
 
 
+def registered_checkpoint_step(tmp: Path, trial_id: str) -> Optional[int]:
+    """The step of the latest checkpoint Tune has registered for a trial, read through Ray's own reader of the
+    experiment state: what a retry of the trial starts from."""
+    from ray.tune import ExperimentAnalysis
+
+    from trainers.checkpoint import load_state
+
+    try:
+        analysis = ExperimentAnalysis(str(run_path(tmp)))
+    except (ValueError, OSError):  # the state file caught mid-write
+        return None
+    trial = next((t for t in analysis.trials if t.trial_id == trial_id), None)
+    checkpoint = analysis.get_last_checkpoint(trial) if trial else None
+    return int(load_state(checkpoint.path)["step"]) if checkpoint else None
+
+
 def test_sigkilled_trial_resumes_from_its_last_checkpoint(killed_job):
     records = killed_job.before_resume[killed_job.killed_trial]
     first = assert_resumed_from_checkpoint(records, {killed_job.killed_pid})
-    assert first["restored_step"] >= killed_job.last_seen["step"], "it resumed from an older checkpoint than its last"
+    assert first["restored_step"] == killed_job.registered_step, "it resumed from another checkpoint than its latest"
+    # Tune registers a report's checkpoint with a save call on the trial's actor after the report is logged, so the
+    # last report seen may be one whose checkpoint the killed process never handed over; never more than that one.
+    assert killed_job.registered_step >= killed_job.last_seen["step"] - EVAL_EVERY
+    saved = next(r for r in records if r["step"] == first["restored_step"] and int(r["pid"]) == killed_job.killed_pid)
+    assert first["restored_fingerprint"] == saved["fingerprint"], "the restored weights are not the checkpointed ones"
 
 
 def test_resume_finishes_a_job_whose_driver_was_sigkilled(killed_job, mlflow_sqlite_uri):

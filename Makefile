@@ -31,10 +31,10 @@ test: install chromium
 test-any-order: install
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q --durations=15 --random-order-bucket=module tests
 
-# docs/results.md's generated tables (the job champions), from the committed job outcomes and run logs in bench/results/
-# (nothing trains when the log holds every run; a missing run trains, two at a time, deterministically on CPU).
+# docs/results.md's generated tables (bench/doc_tables.py lists them), from the committed job outcomes and run logs in
+# bench/results/ (nothing trains when the logs hold every run; a missing run trains, deterministically on CPU).
 results: install
-	$(BIN)/python bench/job_champions.py --workers 2 --update docs/results.md
+	$(BIN)/python bench/doc_tables.py --update docs/results.md
 
 clean:
 	rm -rf $(VENV) ganforge-results mlflow.db mlruns

@@ -10,7 +10,7 @@ chose it on) twice: as selected, and with the other latent, so the anchored cate
 Each evaluation keeps the raw or EMA generator by the job's own metric; every row reports `mode_spread` and
 `spread_mode_hq`, the score that modes narrower than the data's cannot raise.
 
-    make results        # = .venv/bin/python bench/job_champions.py --update docs/results.md
+    make results        # = bench/doc_tables.py --update docs/results.md: this and the protocol tables
 
 `--workers 2` trains missing runs in parallel processes (one thread each); with the committed log nothing trains.
 """
@@ -30,9 +30,8 @@ import torch
 
 from generated_blocks import update_or_check
 from job_outcome import configuration
-from pacgan_protocol import (MIXTURE_BASE, PUBLISHED, TARGETS, RunLog, _fmt, flat_to_nested, mean_se, merge,
+from pacgan_protocol import (MIXTURE_BASE, PUBLISHED, TARGETS, RunLog, _fmt, flat_to_nested, mean_se, merge, run_score,
                              train_and_score)
-from trainers.metrics.mixture import spread_mode_hq
 
 HERE = Path(__file__).resolve().parent
 OUTCOMES = [HERE / "results" / "ring8-job.json", HERE / "results" / "grid25-job.json"]
@@ -81,14 +80,6 @@ def run_all(log: RunLog, wanted: list[tuple[dict[str, Any], str, int, str]], wor
             log.add(spec, label, steps, metric, future.result())
 
 
-def run_score(rec: dict[str, Any], k: int) -> float:
-    """spread_mode_hq of one run (a diverged one scores 0), recomputed from its logged parts."""
-    if rec["diverged"]:
-        return 0.0
-    s = rec["scores"]
-    return spread_mode_hq(s["hq"], s["reverse_kl"], s["mode_spread"])
-
-
 def targets_met(recs: list[dict[str, Any]], dataset: str) -> str:
     """'yes/no/yes': whether the mean modes, HQ and reverse KL meet the data set's targets."""
     k = MODES[dataset]
@@ -110,7 +101,7 @@ def cells(recs: list[dict[str, Any]], k: int) -> str:
     col = lambda key: [_value(r, key, k) for r in recs]  # noqa: E731
     hq_ok = [s["hq"] for s in ok]
     return (f"{mean_se(col('modes'))} | {mean_se(col('hq'))} | {mean_se(col('reverse_kl'), 3)} | "
-            f"{mean_se(col('mode_spread'), 2)} | **{mean_se([run_score(r, k) for r in recs])}** | "
+            f"{mean_se(col('mode_spread'), 2)} | **{mean_se([run_score(r) for r in recs])}** | "
             f"{min(hq_ok):.1f}–{max(hq_ok):.1f} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
             f"{statistics.fmean(r['seconds'] for r in recs):.0f}")
 

@@ -1,10 +1,12 @@
 """PacGAN's mixture protocol (Lin et al. 2018, Table 1) run with ganforge, plus digits FID/KID per family.
 
 Mixtures (ring-8, grid-25; 2,500 samples per score; mean +- standard error over seeds):
-  1. search: a random search over the stability knobs in SPACE with successive halving (as ASHA does): each
-     configuration trains with a few search seeds (disjoint from the protocol's) for `--search-steps`, the best
-     third again for the full `--steps`; configurations are ranked by the median over seeds of
-     modes/K x HQ (the mixture suite's `mode_hq`; then reverse KL), a diverged seed counting as the worst score;
+  1. search (skipped with `--search-configs 0`, as docs/results.md runs it: the mixture jobs are the product's
+     search, and bench/job_champions.py scores their champions on the same seeds): a random search over the
+     stability knobs in SPACE with successive halving (as ASHA does): each configuration trains with a few search
+     seeds (disjoint from the protocol's) for `--search-steps`, the best third again for the full `--steps`;
+     configurations are ranked by the median over seeds of `spread_mode_hq`
+     (as the mixture jobs rank; then reverse KL), a diverged seed counting as the worst score;
   2. protocol rows (ROWS: `gan`, with pack 2, with the maxout D, with 50 latent categories, `wgan-gp`) and the
      configuration the search selected, each trained for `--steps` with seeds 0..N-1; each reports modes, HQ,
      reverse KL and `mode_spread` (the width within modes, which the other three do not see).
@@ -12,7 +14,8 @@ Digits: every family trained `--digits-steps` on builtin:digits with a few seeds
 network, 1,000 samples) beside their real-vs-real floors.
 
 Every finished run is appended to a JSONL file (`--log`), and a rerun skips what it holds, so the script can be
-stopped and resumed. The markdown tables go to stdout and to `--markdown`.
+stopped and resumed. The markdown tables go to stdout and to `--markdown`, or replace a doc's generated blocks
+(`--update`; `--check` trains nothing and compares): bench/doc_tables.py lists the invocations docs/results.md uses.
 
     nice .venv/bin/python bench/pacgan_protocol.py --log pacgan.jsonl --markdown results.md \
         [--datasets ring8,grid25] [--seeds 10] [--wgan-gp-seeds 10] [--steps 5000] [--search-configs 18] [--search-seeds 3] \
@@ -36,7 +39,7 @@ import torch
 from generated_blocks import update_or_check
 from trainers.config import GANConfig
 from trainers.loop import GANTrainer, TrainingDiverged
-from trainers.metrics.mixture import mode_hq
+from trainers.metrics.mixture import spread_mode_hq
 
 # The shared mixture setup: PacGAN's latent size and batch size scale, smaller networks than theirs (CPU budget).
 MIXTURE_BASE: dict[str, Any] = {
@@ -195,21 +198,30 @@ def spread(recs: list[dict[str, Any]]) -> str:
 
 
 def row_cells(recs: list[dict[str, Any]], k: int) -> str:
-    """A protocol row's cells: modes | HQ % | reverse KL | spread | diverged | s / run."""
+    """A protocol row's cells: modes | HQ % | reverse KL | spread | spread_mode_hq | diverged | s / run."""
     trip = [mixture_triplet(r, k) for r in recs]
+    logged = all(r["diverged"] or "mode_spread" in r["scores"] for r in recs)  # runs logged before it lack the spread
+    score = mean_se([run_score(r) for r in recs]) if logged else "-"
     return (f"{mean_se([t[0] for t in trip])} | {mean_se([t[1] for t in trip])} | {mean_se([t[2] for t in trip], 3)} | "
-            f"{spread(recs)} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
+            f"{spread(recs)} | {score} | {sum(r['diverged'] for r in recs)}/{len(recs)} | "
             f"{statistics.fmean(r['seconds'] for r in recs):.0f}")
 
 
-def search_score(triplets: list[tuple[float, float, float]], k: int) -> tuple[float, float]:
-    """Median over seeds of the mixture suite's `mode_hq` (share of modes covered x HQ %), then of -reverse KL: a
-    configuration must both cover the modes and place its samples on them (modes alone rewards blur, HQ alone
-    rewards dropping modes). Computed from (modes, hq), since runs logged before the suite reported `mode_hq` lack
-    it. jobs/ring8.yaml and jobs/grid25.yaml rank by spread_mode_hq instead (HQ capped at a perfect sampler's rate x
-    exp(-reverse KL) x min(1, mode_spread)), over a space whose latent choice is continuous or 200 anchored
-    categories; bench/job_champions.py scores their champions (docs/results.md)."""
-    return (statistics.median(mode_hq(t[0], t[1], k) for t in triplets), -statistics.median(t[2] for t in triplets))
+def run_score(rec: dict[str, Any]) -> float:
+    """spread_mode_hq of one run (a diverged one scores 0), recomputed from its logged parts: HQ capped at a perfect
+    sampler's rate x exp(-reverse KL) x min(1, mode_spread), the score jobs/ring8.yaml and jobs/grid25.yaml rank by."""
+    if rec["diverged"]:
+        return 0.0
+    s = rec["scores"]
+    return spread_mode_hq(s["hq"], s["reverse_kl"], s["mode_spread"])
+
+
+def search_score(recs: list[dict[str, Any]], k: int) -> tuple[float, float]:
+    """Median over seeds of `spread_mode_hq`, then of -reverse KL: a configuration must cover the modes in proportion
+    and put its samples on them at the data's width (modes alone rewards blur, HQ alone rewards dropping modes or
+    drawing them narrower than the data)."""
+    return (statistics.median(run_score(r) for r in recs),
+            -statistics.median(mixture_triplet(r, k)[2] for r in recs))
 
 
 def run_search(log: RunLog, dataset: str, k: int, args, cache: str) -> tuple[dict[str, Any], list[str]]:
@@ -220,26 +232,25 @@ def run_search(log: RunLog, dataset: str, k: int, args, cache: str) -> tuple[dic
 
     def evaluate(i: int, flat: dict[str, Any], steps: int) -> tuple[tuple[float, float], tuple[float, ...]]:
         spec_over = flat_to_nested(flat)
-        triplets = []
-        for s in range(args.search_seeds):
-            spec = merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, spec_over,
-                         {"train": {"seed": SEARCH_SEED_OFFSET + s}})
-            triplets.append(mixture_triplet(log.get_or_run(spec, f"search #{i} ({steps} steps)", steps, cache), k))
-        medians = tuple(statistics.median(t[j] for t in triplets) for j in range(3))
-        return search_score(triplets, k), medians
+        recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, spec_over,
+                                     {"train": {"seed": SEARCH_SEED_OFFSET + s}}),
+                               f"search #{i} ({steps} steps)", steps, cache) for s in range(args.search_seeds)]
+        triplets = [(*mixture_triplet(r, k), 0.0 if r["diverged"] else r["scores"]["mode_spread"]) for r in recs]
+        medians = tuple(statistics.median(t[j] for t in triplets) for j in range(4))
+        return search_score(recs, k), medians
 
     rung1 = sorted(((*evaluate(i, flat, args.search_steps), i, flat) for i, flat in enumerate(candidates)),
                    key=lambda r: r[0], reverse=True)
     survivors = rung1[: max(1, math.ceil(len(rung1) / 3))]
     rung2 = sorted(((*evaluate(i, flat, args.steps), i, flat) for _, _, i, flat in survivors),
                    key=lambda r: r[0], reverse=True)
-    lines = ["| rung | steps | rank | modes x HQ | modes | HQ % | reverse KL | configuration |",
-             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| rung | steps | rank | spread_mode_hq | modes | HQ % | reverse KL | spread | configuration |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for rung, rows, steps in ((2, rung2, args.steps), (1, rung1, args.search_steps)):
         for pos, (score, med, i, flat) in enumerate(rows, 1):
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in flat.items())
             lines.append(f"| {rung} | {steps} | {pos} | {score[0]:.1f} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.3f} | "
-                         f"#{i}: {shown} |")
+                         f"{med[3]:.2f} | #{i}: {shown} |")
     return flat_to_nested(rung2[0][3]), lines
 
 
@@ -252,35 +263,42 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def run_mixtures(log: RunLog, args, cache: str) -> list[str]:
-    out: list[str] = []
+def run_mixtures(log: RunLog, args, cache: str) -> dict[str, list[str]]:
+    """Each data set's tables (a heading line and a blank one first): the protocol rows beside the published ones,
+    then the script's own search when `--search-configs` > 0 (the mixture jobs are the product's search:
+    bench/job_champions.py scores their champions on the same seeds)."""
+    out: dict[str, list[str]] = {}
     for dataset in args.datasets:
         k = 8 if dataset == "ring8" else 25
-        print(f"== {dataset}: search", flush=True)
-        selected, search_lines = run_search(log, dataset, k, args, cache)
-        rows = dict(ROWS)
-        rows["search-selected"] = selected
-        table = [f"### {dataset} ({args.seeds} seeds, {args.steps} generator steps, 2,500 samples; target for the "
-                 f"search-selected row: {TARGETS[dataset]})", "",
-                 "| configuration | modes | HQ % | reverse KL | spread | diverged | s / run |", "|---|---:|---:|---:|---:|---:|---:|"]
+        selected, search_lines = None, []
+        if args.search_configs:
+            print(f"== {dataset}: search", flush=True)
+            selected, search_lines = run_search(log, dataset, k, args, cache)
+        rows = {**ROWS, **({"search-selected": selected} if selected else {})}
+        target = f"; target for the search-selected row: {TARGETS[dataset]}" if selected else ""
+        table = [f"### {dataset} ({args.seeds} seeds, {args.steps} generator steps, 2,500 samples{target})", "",
+                 "| configuration | modes | HQ % | reverse KL | spread | spread_mode_hq | diverged | s / run |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, over in rows.items():
             print(f"== {dataset}: {name}", flush=True)
             seeds = args.wgan_gp_seeds if name == "wgan-gp" else args.seeds
             recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, over, {"train": {"seed": s}}),
                                    name, args.steps, cache) for s in range(seeds)]
             table.append(f"| ganforge {name} ({seeds} seeds) | {row_cells(recs, k)} |")
-        if args.long_steps:  # does the selected configuration reach the targets with a larger budget?
+        if args.long_steps and selected:  # does the selected configuration reach the targets with a larger budget?
             recs = [log.get_or_run(merge(MIXTURE_BASE, {"data": {"uri": f"builtin:{dataset}"}}, selected,
                                          {"train": {"seed": s}}), "search-selected, long", args.long_steps, cache)
                     for s in range(args.long_seeds)]
             table.append(f"| ganforge search-selected, {args.long_steps} steps ({len(recs)} seeds) | {row_cells(recs, k)} |")
         for name, modes, hq, kl in PUBLISHED[dataset]:
-            table.append(f"| {name} | {modes} | {hq} | {kl} | | | |")
-        sel = ", ".join(f"{sec}.{k}={_fmt(v)}" for sec, kv in selected.items() for k, v in kv.items())
-        out += table + ["", f"Search-selected configuration: {sel}.", "",
-                        f"Search ({args.search_configs} random configurations x {args.search_seeds} seeds for "
-                        f"{args.search_steps} steps, the best third for {args.steps}; medians over seeds):", ""]
-        out += search_lines + [""]
+            table.append(f"| {name} | {modes} | {hq} | {kl} | | | | |")
+        out[dataset] = table
+        if selected:
+            sel = ", ".join(f"{sec}.{key}={_fmt(v)}" for sec, kv in selected.items() for key, v in kv.items())
+            out[dataset] += ["", f"Search-selected configuration: {sel}.", "",
+                             f"Search ({args.search_configs} random configurations x {args.search_seeds} seeds for "
+                             f"{args.search_steps} steps, the best third for {args.steps}; medians over seeds):", "",
+                             *search_lines]
     return out
 
 
@@ -310,7 +328,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--wgan-gp-seeds", type=int, default=10, help="seeds of the wgan-gp row (5 critic steps + GP: ~10x a gan run)")
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--search-configs", type=int, default=18)
+    parser.add_argument("--search-configs", type=int, default=18, help="0: no search, the protocol rows only")
     parser.add_argument("--search-seeds", type=int, default=3, help="2 let lucky draws win (docs/results.md)")
     parser.add_argument("--search-steps", type=int, default=2000)
     parser.add_argument("--long-steps", type=int, default=0, help="also train the selected configuration this long")
@@ -321,21 +339,23 @@ def main() -> None:
     parser.add_argument("--log", type=Path, default=Path("pacgan-protocol.jsonl"))
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--cache", default=None, help="data/metric cache (default: GANFORGE_CACHE or ~/.cache/ganforge)")
-    parser.add_argument("--update", type=Path, help="rewrite this markdown file's `pacgan_protocol digits` block")
-    parser.add_argument("--check", type=Path, help="train nothing; exit 1 if this file's digits block differs")
+    parser.add_argument("--update", type=Path,
+                        help="rewrite this markdown file's `pacgan_protocol DATASET` blocks (and `digits`)")
+    parser.add_argument("--check", type=Path, help="train nothing; exit 1 if any of this file's blocks differs")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     log = RunLog(args.log, train_missing=not args.check)
     t0 = time.perf_counter()
-    lines = run_mixtures(log, args, args.cache)
+    tables = run_mixtures(log, args, args.cache)
     if not args.skip_digits:
-        digits = run_digits(log, args, args.cache)
-        lines += digits
-        if args.update or args.check:  # the table without its heading: the doc says how it was made
-            return update_or_check(args.update or args.check, "pacgan_protocol", {"digits": digits[2:]},
-                                   check=bool(args.check), source=str(args.log))
-    lines.append(f"\n(total wall time of this invocation: {time.perf_counter() - t0:.0f} s; runs reused from {args.log} "
+        tables["digits"] = run_digits(log, args, args.cache)
+    if args.update or args.check:  # the tables without their headings: the doc says how they were made
+        return update_or_check(args.update or args.check, "pacgan_protocol",
+                               {name: lines[2:] for name, lines in tables.items()}, check=bool(args.check),
+                               source=str(args.log))
+    lines = [line for table in tables.values() for line in [*table, ""]]
+    lines.append(f"(total wall time of this invocation: {time.perf_counter() - t0:.0f} s; runs reused from {args.log} "
                  "cost nothing)")
     text = "\n".join(lines)
     print(text)

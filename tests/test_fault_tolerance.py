@@ -204,7 +204,7 @@ class KilledJob:
     killed_trial: str  # SIGKILLed once, retried by Tune, finished before the driver died
     killed_pid: int
     last_seen: dict  # its last report before the kill
-    registered_step: int  # the step of its latest checkpoint in Tune's experiment state when it was killed
+    registered_step: float  # the step of its latest checkpoint in Tune's experiment state when it was killed
     interrupted: str  # running when the driver was SIGKILLed
     interrupted_pids: set[int]
     before_resume: dict[str, list[dict]]
@@ -236,8 +236,8 @@ def _kill_trial_then_driver(tmp: Path, name: str, head: Head, proc: subprocess.P
     freeze(killed_pid, frozen)
     interrupted, frozen_pid = wait_for("a second trial reporting", reporting_trial(killed_trial), proc, tmp)
     freeze(frozen_pid, frozen)
-    last_seen = settled(lambda: reports(tmp)[killed_trial][-1])
-    registered_step = settled(lambda: registered_checkpoint_step(tmp, killed_trial))
+    last_seen = settled("last report", lambda: reports(tmp)[killed_trial][-1])
+    registered_step = settled("registered checkpoint", lambda: registered_checkpoint_step(tmp, killed_trial))
     kill_frozen(killed_pid, frozen)
 
     def killed_trial_finished():
@@ -255,31 +255,36 @@ def _kill_trial_then_driver(tmp: Path, name: str, head: Head, proc: subprocess.P
                      {int(r["pid"]) for r in before[interrupted]}, before, resume)
 
 
-def settled(observe: Callable[[], T]) -> T:
-    """What `observe` sees of a frozen trial once storage has caught up with it (unchanged for 2 syncs)."""
-    last, since = None, time.monotonic()
-    while time.monotonic() - since < 2.5:
+def settled(what: str, observe: Callable[[], Optional[T]], timeout: float = 60) -> T:
+    """What `observe` sees of a frozen trial once storage has caught up with it: the same value for 2 syncs (None,
+    nothing readable yet, is not a value)."""
+    last, since, deadline = None, time.monotonic(), time.monotonic() + timeout
+    while last is None or time.monotonic() - since < 2.5:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no settled {what} within {timeout:.0f} s (last seen: {last})")
         current = observe()
-        if current != last:
+        if current is not None and current != last:
             last, since = current, time.monotonic()
         time.sleep(0.2)
     return last
 
 
-def registered_checkpoint_step(tmp: Path, trial_id: str) -> Optional[int]:
-    """The step of the latest checkpoint Tune has registered for a trial, read through Ray's own reader of the
-    experiment state: what a retry of the trial starts from."""
+def registered_checkpoint_step(tmp: Path, trial_id: str) -> Optional[float]:
+    """The step of the latest checkpoint Tune has registered for a trial (what a retry of it starts from): read
+    through Ray's own reader of the experiment state, and matched by folder name to the report that wrote it (the
+    folder itself may already be gone: Tune keeps only `checkpoints_to_keep`)."""
     from ray.tune import ExperimentAnalysis
-
-    from trainers.checkpoint import load_state
 
     try:
         analysis = ExperimentAnalysis(str(run_path(tmp)))
-    except (ValueError, OSError):  # the state file caught mid-write
+        trial = next(t for t in analysis.trials if t.trial_id == trial_id)
+        checkpoint = analysis.get_last_checkpoint(trial)
+    except Exception:  # the state file caught mid-write or before the trial is in it: the caller looks again
         return None
-    trial = next((t for t in analysis.trials if t.trial_id == trial_id), None)
-    checkpoint = analysis.get_last_checkpoint(trial) if trial else None
-    return int(load_state(checkpoint.path)["step"]) if checkpoint else None
+    if checkpoint is None:
+        return None
+    name = Path(checkpoint.path).name
+    return next((r["step"] for r in reports(tmp).get(trial_id, []) if r.get("checkpoint_dir_name") == name), None)
 
 
 def test_sigkilled_trial_resumes_from_its_last_checkpoint(killed_job):

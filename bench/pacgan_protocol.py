@@ -149,12 +149,18 @@ class RunLog:
               + f" ({rec['seconds']:.0f} s)", flush=True)
         return rec
 
-    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None,
-                   select_metric: str | None = None) -> dict[str, Any]:
+    def get_or_train(self, spec: dict[str, Any], label: str, steps: int, select_metric: str | None,
+                     train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The logged run, or what `train()` returns (scores, seconds), appended to the log."""
         if not self.missing(spec, label, steps, select_metric):
             return self.runs[self.key(spec, steps, select_metric)]
-        return self.add(spec, label, steps, select_metric,
-                        train_and_score(spec, steps, cache, eval_every, select_metric))
+        return self.add(spec, label, steps, select_metric, train())
+
+    def get_or_run(self, spec: dict[str, Any], label: str, steps: int, cache: str, eval_every: int | None = None,
+                   select_metric: str | None = None) -> dict[str, Any]:
+        """A mixture or digits run of GANTrainer (train_and_score), from the log or trained."""
+        return self.get_or_train(spec, label, steps, select_metric,
+                                 lambda: train_and_score(spec, steps, cache, eval_every, select_metric))
 
 
 def train_and_score(spec: dict[str, Any], steps: int, cache: str, eval_every: int | None,

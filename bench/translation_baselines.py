@@ -97,13 +97,9 @@ def regress(trainer: TranslationTrainer, steps: int) -> None:
 
 def seed_runs(log: RunLog, family: str, overrides: dict[str, Any], objective: str, label: str, args) -> list[dict]:
     """The scores of seeds 0..N-1, from the log or trained (and logged)."""
-    out = []
-    for seed in range(args.seeds):
-        spec = run_spec(family, overrides, seed, args.steps, objective)
-        if log.missing(spec, label, args.steps):
-            log.add(spec, label, args.steps, None, train_and_score(spec, args.cache))
-        out.append(log.runs[log.key(spec, args.steps)]["scores"])
-    return out
+    specs = [run_spec(family, overrides, seed, args.steps, objective) for seed in range(args.seeds)]
+    return [log.get_or_train(spec, label, args.steps, None,
+                             lambda spec=spec: train_and_score(spec, args.cache))["scores"] for spec in specs]
 
 
 def mean_sd(values: list[float]) -> str:
